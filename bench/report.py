@@ -1,0 +1,251 @@
+"""Turn results into the markdown table, JSON lines, the issue-7 checks and a plot."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from .scenarios import Result
+
+__all__ = ["Check", "checks", "combine", "markdown_checks", "markdown_table", "plot", "write_jsonl"]
+
+#: Correctness counts: the worst run is reported, not the median.
+_WORST = ("lost", "duplicates", "out_of_order", "errors")
+
+
+def _median(values: list[Any]) -> Any:
+    present = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not present:
+        return None
+    m = statistics.median(present)
+    return int(m) if all(isinstance(v, int) for v in present) and m == int(m) else m
+
+
+def combine(results: Sequence[Result]) -> list[Result]:
+    """One row per target × scenario: medians of the runs, worst run for losses."""
+    groups: dict[tuple[str, str], list[Result]] = {}
+    for r in results:
+        groups.setdefault((r.target, r.scenario), []).append(r)
+    rows: list[Result] = []
+    for runs in groups.values():
+        first = runs[0]
+        merged = dataclasses.replace(first, run=len(runs), notes=[])
+        for f in dataclasses.fields(Result):
+            if f.name in ("target", "scenario", "kind", "role", "run", "params", "notes"):
+                continue
+            values = [getattr(r, f.name) for r in runs]
+            if f.name in _WORST:
+                setattr(merged, f.name, max(values))
+            else:
+                setattr(merged, f.name, _median(values))
+        seen: set[str] = set()
+        for r in runs:
+            for note in r.notes:
+                if note not in seen:
+                    seen.add(note)
+                    merged.notes.append(note)
+        rows.append(merged)
+    return rows
+
+
+def _fmt(value: float | int | None, digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, int):
+        return str(value)
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}"
+
+
+_COLUMNS: list[tuple[str, str]] = [
+    ("target", "target"),
+    ("scenario", "scenario"),
+    ("delivered", "delivered/expected"),
+    ("lost", "lost"),
+    ("duplicates", "dup"),
+    ("out_of_order", "ooo"),
+    ("lat", "latency p50/p90/p99/max ms"),
+    ("server_cpu_s", "srv CPU s"),
+    ("per_msg", "srv µs/msg"),
+    ("peak_rss_mib", "peak RSS MiB"),
+    ("rss_per_held_kib", "KiB/held poll"),
+    ("idle_cpu_s", "idle CPU s"),
+    ("wake_all_ms", "wake-all ms"),
+    ("publish", "pub/s (p50/p99 ms)"),
+    ("client_cpu_s", "client CPU s"),
+]
+
+
+def _cell(r: Result, key: str) -> str:
+    if key == "target":
+        return r.target
+    if key == "scenario":
+        return r.scenario
+    if key == "delivered":
+        return f"{r.delivered}/{r.expected}" if r.expected or r.delivered else "–"
+    if key == "lat":
+        if r.lat_p50_ms is None:
+            return "–"
+        return "/".join(_fmt(v) for v in (r.lat_p50_ms, r.lat_p90_ms, r.lat_p99_ms, r.lat_max_ms))
+    if key == "per_msg":
+        if r.cpu_us_per_delivery is not None:
+            return _fmt(r.cpu_us_per_delivery)
+        return f"{_fmt(r.cpu_us_per_publish)} /pub" if r.cpu_us_per_publish is not None else "–"
+    if key == "publish":
+        if r.publish_rate is None or r.kind in ("hold",):
+            return "–"
+        return f"{_fmt(r.publish_rate)} ({_fmt(r.publish_p50_ms, 2)}/{_fmt(r.publish_p99_ms, 2)})"
+    if key == "rss_per_held_kib":
+        return _fmt(r.rss_per_held_kib, 2)
+    if key in ("idle_cpu_s", "server_cpu_s", "client_cpu_s"):
+        return _fmt(getattr(r, key), 2)
+    return _fmt(getattr(r, key))
+
+
+def markdown_table(rows: Iterable[Result]) -> str:
+    lines = [
+        "| " + " | ".join(h for _, h in _COLUMNS) + " |",
+        "|" + "|".join("---" for _ in _COLUMNS) + "|",
+    ]
+    notes: list[str] = []
+    for r in rows:
+        lines.append("| " + " | ".join(_cell(r, k) for k, _ in _COLUMNS) + " |")
+        for note in r.notes:
+            notes.append(f"- {r.target} / {r.scenario}: {note}")
+    out = "\n".join(lines)
+    if notes:
+        out += "\n\nNotes:\n" + "\n".join(notes)
+    return out
+
+
+def write_jsonl(results: Iterable[Result], stream: IO[str], extra: dict[str, Any]) -> None:
+    for r in results:
+        stream.write(json.dumps({**extra, **dataclasses.asdict(r)}) + "\n")
+
+
+@dataclasses.dataclass
+class Check:
+    number: int
+    text: str
+    measured: str
+    met: bool | None  # None: could not be judged (a target or scenario missing)
+
+
+def _find(rows: Sequence[Result], target: str, role: str) -> Result | None:
+    return next((r for r in rows if r.target == target and r.role == role), None)
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def checks(rows: Sequence[Result]) -> list[Check]:
+    """The numbered targets of issue 7 (and issue 3's SQLite publish target)."""
+    lp, floor, nchan, sqlite = "tornado_lp memory", "floor (bare RequestHandler)", "nchan", "tornado_lp sqlite"
+    out: list[Check] = []
+
+    fan = _find(rows, lp, "fanout-a")
+    fan_floor = _find(rows, floor, "fanout-a")
+    fan_nchan = _find(rows, nchan, "fanout-a")
+    us = fan.cpu_us_per_delivery if fan else None
+    r_floor = _ratio(us, fan_floor.cpu_us_per_delivery if fan_floor else None)
+    r_nchan = _ratio(us, fan_nchan.cpu_us_per_delivery if fan_nchan else None)
+    out.append(Check(1, f"{fan.scenario if fan else 'fanout'}: µs/delivery ≤ 1.0× floor",
+                     f"{_fmt(us)} µs vs {_fmt(fan_floor.cpu_us_per_delivery if fan_floor else None)} µs"
+                     f" = {_fmt(r_floor, 2)}×", None if r_floor is None else r_floor <= 1.0))  # fmt: skip
+    out.append(Check(1, "same: ≤ 4× Nchan",
+                     f"{_fmt(us)} µs vs {_fmt(fan_nchan.cpu_us_per_delivery if fan_nchan else None)} µs"
+                     f" = {_fmt(r_nchan, 2)}×", None if r_nchan is None else r_nchan <= 4.0))  # fmt: skip
+
+    big = _find(rows, lp, "hold-b")
+    kib = big.rss_per_held_kib if big else None
+    out.append(Check(2, f"{big.scenario if big else 'hold'}: RSS per held poll ≤ 12 KB (12,000 bytes)",
+                     f"{_fmt(kib, 2)} KiB = {_fmt(kib * 1024 if kib is not None else None)} bytes",
+                     None if kib is None else kib * 1024 <= 12_000))  # fmt: skip
+    idle = big.idle_cpu_s if big else None
+    out.append(Check(2, f"same: zero CPU while idle ({big.params['hold_s'] if big else '?'} s held)",
+                     f"{_fmt(idle, 2)} s", None if idle is None else idle <= 0.02))  # fmt: skip
+    small = _find(rows, lp, "hold-a")
+    small_n = _find(rows, nchan, "hold-a")
+    r_wake = _ratio(small.wake_all_ms if small else None, small_n.wake_all_ms if small_n else None)
+    out.append(Check(2, f"{small.scenario if small else 'hold'}: wake-all ≤ 2× Nchan",
+                     f"{_fmt(small.wake_all_ms if small else None)} ms vs "
+                     f"{_fmt(small_n.wake_all_ms if small_n else None)} ms = {_fmt(r_wake, 2)}×",
+                     None if r_wake is None else r_wake <= 2.0))  # fmt: skip
+
+    burst = _find(rows, lp, "burst")
+    if burst is not None:
+        clean = burst.lost == burst.duplicates == burst.out_of_order == 0 and burst.delivered == burst.expected
+        out.append(Check(3, f"{burst.scenario}: nothing lost, duplicated or reordered",
+                         f"{burst.delivered}/{burst.expected}, lost {burst.lost}, dup {burst.duplicates},"
+                         f" ooo {burst.out_of_order}", clean))  # fmt: skip
+        r_burst = _ratio(us, burst.cpu_us_per_delivery)
+        out.append(Check(3, "same: µs/delivery ≥ 10× below fanout's",
+                         f"{_fmt(burst.cpu_us_per_delivery)} µs vs {_fmt(us)} µs: {_fmt(r_burst)}× below",
+                         None if r_burst is None else r_burst >= 10))  # fmt: skip
+    else:
+        out.append(Check(3, "burst: nothing lost, duplicated or reordered", "not run", None))
+
+    pub = _find(rows, lp, "publish-woken")
+    rate = pub.publish_rate if pub else None
+    out.append(Check(4, f"{pub.scenario if pub else 'publish'}: memory ≥ 3,000 publishes/s",
+                     f"{_fmt(rate)}/s", None if rate is None else rate >= 3000))  # fmt: skip
+
+    mem50 = _find(rows, lp, "publish-50")
+    sql50 = _find(rows, sqlite, "publish-50")
+    r_sql = _ratio(sql50.publish_rate if sql50 else None, mem50.publish_rate if mem50 else None)
+    out.append(Check(0, "issue 3: SQLite ≥ 80% of memory's rate, 50 publishers",
+                     f"{_fmt(sql50.publish_rate if sql50 else None)}/s vs "
+                     f"{_fmt(mem50.publish_rate if mem50 else None)}/s = {_fmt(r_sql, 2)}",
+                     None if r_sql is None else r_sql >= 0.8))  # fmt: skip
+    return out
+
+
+def markdown_checks(items: Sequence[Check]) -> str:
+    lines = ["| # | target | measured | met |", "|---|---|---|---|"]
+    for c in items:
+        met = "n/a" if c.met is None else ("**met**" if c.met else "**not met**")
+        lines.append(f"| {c.number or '3 (issue)'} | {c.text} | {c.measured} | {met} |")
+    return "\n".join(lines)
+
+
+def plot(rows: Sequence[Result], path: Path) -> bool:
+    """Latency percentiles and CPU per delivery against N (fanout); False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fan = [r for r in rows if r.kind == "fanout"]
+    targets = sorted({r.target for r in fan})
+    fig, (ax_lat, ax_cpu) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for t in targets:
+        pts = sorted((r.params["pollers"], r) for r in fan if r.target == t)
+        ns = [n for n, _ in pts]
+        for attr, style in (("lat_p50_ms", "-o"), ("lat_p99_ms", "--^")):
+            vals = [getattr(r, attr) for _, r in pts]
+            if any(v is not None for v in vals):
+                ax_lat.plot(ns, [v if v is not None else float("nan") for v in vals], style,
+                            label=f"{t} {attr[4:7]}")  # fmt: skip
+        cpu = [r.cpu_us_per_delivery for _, r in pts]
+        ax_cpu.plot(ns, [v if v is not None else float("nan") for v in cpu], "-o", label=t)
+    ax_lat.set(xlabel="pollers N (fanout)", ylabel="latency ms", yscale="log", title="Delivery latency")
+    ax_cpu.set(xlabel="pollers N (fanout)", ylabel="server CPU µs / delivery", title="Server CPU per delivery")
+    ax_lat.legend(fontsize=7)
+    ax_cpu.legend(fontsize=7)
+    ax_cpu.set_ylim(bottom=0)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True

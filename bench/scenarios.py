@@ -1,0 +1,443 @@
+"""The scenarios of issue 7, each bounded in time and count.
+
+* ``stream``: N pollers on one channel while P publishers send M messages, at
+  R messages/s in all (R = 0: as fast as the server answers). This one runner
+  is ``fanout`` (P=1, paced), ``burst`` (N=50, P=8 in flight, unpaced) and
+  ``publish`` (N=0 or N=50 held pollers, P=1 or 50, unpaced).
+* ``hold``: N idle held polls for a while, then one publish.
+
+Every body is ``<seq>:<monotonic_ns>``, taken just before the publish is sent,
+so latency is receipt − publish on this process's monotonic clock. A server
+is started fresh for every scenario run, so its peak RSS belongs to that run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .client import Connection, ProtocolError, open_connections
+from .procstat import client_cpu_seconds
+from .targets import Subscriber, Target
+
+__all__ = ["Result", "Spec", "run_scenario"]
+
+_POLL_HOLD_S = 55.0  # below tornado_lp's default --poll-timeout-max of 60
+_SETTLE_S = 0.25  # after the last delivery, so the re-polls it triggers are counted
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One scenario with its sizes; ``role`` names it for the target checks."""
+
+    kind: str  # "fanout" | "burst" | "publish" | "hold"
+    label: str
+    role: str
+    pollers: int = 0
+    messages: int = 0
+    rate: float = 0.0
+    publishers: int = 1
+    hold_s: float = 0.0
+    time_limit_s: float = 120.0
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {
+            "pollers": self.pollers,
+            "messages": self.messages,
+            "rate": self.rate,
+            "publishers": self.publishers,
+            "hold_s": self.hold_s,
+        }
+
+
+@dataclass
+class Result:
+    target: str
+    scenario: str
+    kind: str
+    role: str
+    run: int
+    params: dict[str, Any]
+    expected: int = 0
+    delivered: int = 0
+    lost: int = 0
+    duplicates: int = 0
+    out_of_order: int = 0
+    errors: int = 0
+    lat_p50_ms: float | None = None
+    lat_p90_ms: float | None = None
+    lat_p99_ms: float | None = None
+    lat_max_ms: float | None = None
+    server_cpu_s: float | None = None
+    cpu_us_per_delivery: float | None = None
+    cpu_us_per_publish: float | None = None
+    peak_rss_mib: float | None = None
+    rss_per_held_kib: float | None = None
+    idle_cpu_s: float | None = None
+    wake_all_ms: float | None = None
+    publish_rate: float | None = None
+    publish_p50_ms: float | None = None
+    publish_p99_ms: float | None = None
+    client_cpu_s: float | None = None
+    duration_s: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def percentile(sorted_values: list[int], q: float) -> float:
+    """Nearest-rank percentile of an ascending list (q in 0..1)."""
+    if not sorted_values:
+        return float("nan")
+    rank = max(0, min(len(sorted_values) - 1, int(q * len(sorted_values) + 0.5) - 1))
+    return float(sorted_values[rank])
+
+
+class Tracker:
+    """Counts what every poller received: uniques, duplicates, order, latency."""
+
+    def __init__(self, pollers: int) -> None:
+        self._seen: list[set[int]] = [set() for _ in range(pollers)]
+        self._last: list[dict[int, int]] = [{} for _ in range(pollers)]
+        self.publisher_of: dict[int, int] = {}
+        self.latencies_ns: list[int] = []
+        self.delivered = 0
+        self.duplicates = 0
+        self.out_of_order = 0
+        self.foreign = 0
+        self.last_receipt_ns = 0
+        self.expected: int | None = None
+        self.done = asyncio.Event()
+
+    def record(self, idx: int, bodies: list[str], received_ns: int) -> None:
+        seen = self._seen[idx]
+        last = self._last[idx]
+        for body in bodies:
+            seq_text, _, ns_text = body.partition(":")
+            try:
+                seq, sent_ns = int(seq_text), int(ns_text)
+            except ValueError:
+                self.foreign += 1
+                continue
+            if seq in seen:
+                self.duplicates += 1
+                continue
+            seen.add(seq)
+            self.delivered += 1
+            self.latencies_ns.append(received_ns - sent_ns)
+            pub = self.publisher_of.get(seq, 0)
+            # Per publisher, sends are sequential, so the server's order must keep them.
+            if last.get(pub, 0) > seq:
+                self.out_of_order += 1
+            else:
+                last[pub] = seq
+        self.last_receipt_ns = received_ns
+        self.check_done()
+
+    def check_done(self) -> None:
+        if self.expected is not None and self.delivered >= self.expected:
+            self.done.set()
+
+
+async def _poll_forever(sub: Subscriber, idx: int, tracker: Tracker, failures: list[str]) -> None:
+    while True:
+        try:
+            bodies, received_ns = await sub.poll()
+        except (ConnectionError, ProtocolError, OSError) as exc:
+            failures.append(f"poller {idx}: {type(exc).__name__}: {exc}")
+            return
+        if bodies:
+            tracker.record(idx, bodies, received_ns)
+
+
+class _Publishers:
+    """P publisher connections drawing sequence numbers from one counter."""
+
+    def __init__(self, target: Target, conns: list[Connection], channel: str, tracker: Tracker) -> None:
+        self.target = target
+        self.conns = conns
+        self.channel = channel
+        self.tracker = tracker
+        self.ok = 0
+        self.failed = 0
+        self.latencies_ns: list[int] = []
+        self.started_ns = 0
+        self.finished_ns = 0
+        self.failures: list[str] = []
+
+    async def run(self, total: int, rate: float, deadline: float) -> None:
+        counter = itertools.count(1)
+        self.started_ns = time.monotonic_ns()
+        start = time.monotonic()
+
+        async def one(pub_id: int, conn: Connection) -> None:
+            for seq in counter:
+                if seq > total or time.monotonic() > deadline:
+                    return
+                if rate:
+                    delay = start + (seq - 1) / rate - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                self.tracker.publisher_of[seq] = pub_id
+                sent_ns = time.monotonic_ns()
+                try:
+                    resp = await conn.request(self.target.publish_request(self.channel, f"{seq}:{sent_ns}"))
+                except (ConnectionError, ProtocolError, OSError) as exc:
+                    self.failed += 1
+                    self.failures.append(f"publisher {pub_id}: {type(exc).__name__}: {exc}")
+                    return
+                self.latencies_ns.append(resp.received_ns - sent_ns)
+                if 200 <= resp.status < 300:
+                    self.ok += 1
+                else:
+                    self.failed += 1
+                    if len(self.failures) < 5:
+                        self.failures.append(f"publish {seq}: HTTP {resp.status} {resp.body[:120]!r}")
+
+        await asyncio.gather(*(one(i, c) for i, c in enumerate(self.conns)))
+        self.finished_ns = time.monotonic_ns()
+
+
+async def _wait_held(target: Target, control: Connection, channel: str, n: int, timeout: float) -> str | None:
+    """Wait until the server says it holds ``n`` polls; return a note when it never does."""
+    deadline = time.monotonic() + timeout
+    held: int | None = None
+    while time.monotonic() < deadline:
+        held = await target.held_polls(control, channel)
+        if held is None:
+            await asyncio.sleep(min(2.0, 0.5 + n / 5000))
+            return "server cannot report held polls; waited a fixed time"
+        if held >= n:
+            return None
+        await asyncio.sleep(0.1)
+    return f"only {held} of {n} polls held after {timeout:.0f} s"
+
+
+def _finish_latency(result: Result, tracker: Tracker) -> None:
+    lat = sorted(tracker.latencies_ns)
+    if lat:
+        result.lat_p50_ms = percentile(lat, 0.50) / 1e6
+        result.lat_p90_ms = percentile(lat, 0.90) / 1e6
+        result.lat_p99_ms = percentile(lat, 0.99) / 1e6
+        result.lat_max_ms = lat[-1] / 1e6
+    result.delivered = tracker.delivered
+    result.duplicates = tracker.duplicates
+    result.out_of_order = tracker.out_of_order
+    result.lost = max(0, result.expected - tracker.delivered)
+    if tracker.foreign:
+        result.notes.append(f"{tracker.foreign} bodies not in <seq>:<ns> form")
+
+
+def _finish_publish(result: Result, pubs: _Publishers) -> None:
+    elapsed = (pubs.finished_ns - pubs.started_ns) / 1e9
+    if pubs.ok and elapsed > 0:
+        result.publish_rate = pubs.ok / elapsed
+    lat = sorted(pubs.latencies_ns)
+    if lat:
+        result.publish_p50_ms = percentile(lat, 0.50) / 1e6
+        result.publish_p99_ms = percentile(lat, 0.99) / 1e6
+    result.errors += pubs.failed
+    result.notes.extend(pubs.failures[:3])
+
+
+async def _stream(target: Target, spec: Spec, result: Result, channel: str) -> None:
+    """fanout, burst and publish: N pollers, P publishers, M messages at R/s."""
+    tracker = Tracker(spec.pollers)
+    failures: list[str] = []
+    control = (await open_connections(target.host, target.port, 1))[0]
+    conns = await open_connections(target.host, target.port, spec.pollers)
+    subs = [target.subscriber(c, channel, _POLL_HOLD_S) for c in conns]
+    tasks = [asyncio.ensure_future(_poll_forever(s, i, tracker, failures)) for i, s in enumerate(subs)]
+    pub_conns = await open_connections(target.host, target.port, spec.publishers)
+    try:
+        if spec.pollers:
+            note = await _wait_held(target, control, channel, spec.pollers, 30 + spec.pollers / 200)
+            if note:
+                result.notes.append(note)
+        pubs = _Publishers(target, pub_conns, channel, tracker)
+        tree = target.tree
+        cpu0, client0, t0 = tree.cpu_seconds(), client_cpu_seconds(), time.monotonic()
+        await pubs.run(spec.messages, spec.rate, t0 + spec.time_limit_s)
+        tracker.expected = spec.pollers * pubs.ok
+        tracker.check_done()
+        drain = 10 + spec.pollers * spec.messages / 20_000
+        try:
+            await asyncio.wait_for(tracker.done.wait(), drain)
+        except asyncio.TimeoutError:
+            result.notes.append(f"not all delivered {drain:.0f} s after the last publish")
+        await asyncio.sleep(_SETTLE_S)
+        cpu1, client1, t1 = tree.cpu_seconds(), client_cpu_seconds(), time.monotonic()
+        result.expected = tracker.expected
+        result.server_cpu_s = cpu1 - cpu0
+        result.client_cpu_s = client1 - client0
+        result.duration_s = t1 - t0
+        result.peak_rss_mib = tree.peak_rss_kib() / 1024
+        _finish_latency(result, tracker)
+        _finish_publish(result, pubs)
+        if tracker.delivered:
+            result.cpu_us_per_delivery = result.server_cpu_s / tracker.delivered * 1e6
+        if pubs.ok:
+            result.cpu_us_per_publish = result.server_cpu_s / pubs.ok * 1e6
+        result.errors += sum(s.errors for s in subs) + len(failures)
+        result.notes.extend(failures[:3])
+        _subscriber_notes(result, subs)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for conn in [control, *conns, *pub_conns]:
+            conn.close()
+
+
+async def _floor_fanout(target: Target, spec: Spec, result: Result) -> None:
+    """Fanout on the floor: each of N clients sends one GET per message round."""
+    tracker = Tracker(spec.pollers)
+    failures: list[str] = []
+    conns = await open_connections(target.host, target.port, spec.pollers)
+    rounds = [asyncio.Event() for _ in range(spec.messages)]
+    round_ns = [0] * spec.messages
+    request = target.fixed_request()
+    errors = 0
+
+    async def client(idx: int, conn: Connection) -> None:
+        nonlocal errors
+        for i, event in enumerate(rounds):
+            await event.wait()
+            try:
+                resp = await conn.request(request)
+            except (ConnectionError, ProtocolError, OSError) as exc:
+                failures.append(f"client {idx}: {type(exc).__name__}: {exc}")
+                return
+            if resp.status == 200:
+                tracker.record(idx, [f"{i + 1}:{round_ns[i]}"], resp.received_ns)
+            else:
+                errors += 1
+
+    tasks = [asyncio.ensure_future(client(i, c)) for i, c in enumerate(conns)]
+    try:
+        tree = target.tree
+        cpu0, client0, t0 = tree.cpu_seconds(), client_cpu_seconds(), time.monotonic()
+        for i, event in enumerate(rounds):
+            delay = t0 + i / spec.rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            round_ns[i] = time.monotonic_ns()
+            event.set()
+        tracker.expected = spec.pollers * spec.messages
+        tracker.check_done()
+        drain = 10 + spec.pollers * spec.messages / 20_000
+        try:
+            await asyncio.wait_for(tracker.done.wait(), drain)
+        except asyncio.TimeoutError:
+            result.notes.append(f"not all answered {drain:.0f} s after the last round")
+        await asyncio.sleep(_SETTLE_S)
+        cpu1, client1, t1 = tree.cpu_seconds(), client_cpu_seconds(), time.monotonic()
+        result.expected = tracker.expected
+        result.server_cpu_s = cpu1 - cpu0
+        result.client_cpu_s = client1 - client0
+        result.duration_s = t1 - t0
+        result.peak_rss_mib = tree.peak_rss_kib() / 1024
+        _finish_latency(result, tracker)
+        if tracker.delivered:
+            result.cpu_us_per_delivery = result.server_cpu_s / tracker.delivered * 1e6
+        result.errors += errors + len(failures)
+        result.notes.append("one GET per expected delivery, latency from the round's start")
+        result.notes.extend(failures[:3])
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for conn in conns:
+            conn.close()
+
+
+async def _hold(target: Target, spec: Spec, result: Result, channel: str) -> None:
+    """N idle held polls for ``hold_s`` seconds, then one publish to wake them all."""
+    tree = target.tree
+    tracker = Tracker(spec.pollers)
+    failures: list[str] = []
+    control = (await open_connections(target.host, target.port, 1))[0]
+    rss_before = tree.rss_kib()
+    conns = await open_connections(target.host, target.port, spec.pollers)
+    subs = [target.subscriber(c, channel, _POLL_HOLD_S) for c in conns]
+    tasks = [asyncio.ensure_future(_poll_forever(s, i, tracker, failures)) for i, s in enumerate(subs)]
+    pub_conn = (await open_connections(target.host, target.port, 1))[0]
+    try:
+        note = await _wait_held(target, control, channel, spec.pollers, 30 + spec.pollers / 200)
+        if note:
+            result.notes.append(note)
+        await asyncio.sleep(0.5)
+        rss_holding = tree.rss_kib()
+        result.rss_per_held_kib = (rss_holding - rss_before) / spec.pollers
+        cpu0, client0, t0 = tree.cpu_seconds(), client_cpu_seconds(), time.monotonic()
+        await asyncio.sleep(spec.hold_s)
+        cpu_idle_end = tree.cpu_seconds()
+        result.idle_cpu_s = cpu_idle_end - cpu0
+        pubs = _Publishers(target, [pub_conn], channel, tracker)
+        await pubs.run(1, 0.0, time.monotonic() + 30)
+        tracker.expected = spec.pollers * pubs.ok
+        tracker.check_done()
+        try:
+            await asyncio.wait_for(tracker.done.wait(), 30)
+        except asyncio.TimeoutError:
+            result.notes.append("not all woken within 30 s")
+        if tracker.delivered:
+            result.wake_all_ms = (tracker.last_receipt_ns - pubs.started_ns) / 1e6
+        await asyncio.sleep(_SETTLE_S)
+        cpu1, client1, t1 = tree.cpu_seconds(), client_cpu_seconds(), time.monotonic()
+        result.expected = tracker.expected
+        result.server_cpu_s = cpu1 - cpu0
+        result.client_cpu_s = client1 - client0
+        result.duration_s = t1 - t0
+        result.peak_rss_mib = tree.peak_rss_kib() / 1024
+        _finish_latency(result, tracker)
+        _finish_publish(result, pubs)
+        if tracker.delivered:
+            result.cpu_us_per_delivery = (cpu1 - cpu_idle_end) / tracker.delivered * 1e6
+        result.errors += sum(s.errors for s in subs) + len(failures)
+        result.notes.extend(failures[:3])
+        _subscriber_notes(result, subs)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for conn in [control, *conns, pub_conn]:
+            conn.close()
+
+
+def _subscriber_notes(result: Result, subs: list[Subscriber]) -> None:
+    missed = sum(s.missed for s in subs)
+    resets = sum(s.resets for s in subs)
+    if missed:
+        result.notes.append(f"{missed} answers flagged missed")
+    if resets:
+        result.notes.append(f"{resets} answers flagged reset")
+
+
+async def run_scenario(target: Target, spec: Spec, run: int) -> Result:
+    """Start ``target`` fresh, run ``spec`` once, stop it; never raise for a target fault."""
+    result = Result(target.name, spec.label, spec.kind, spec.role, run, spec.params)
+    channel = f"bench-{spec.kind}-{run}"
+    body: Callable[[], Awaitable[None]]
+    if spec.kind == "hold":
+        body = lambda: _hold(target, spec, result, channel)  # noqa: E731
+    elif not target.long_polls:
+        body = lambda: _floor_fanout(target, spec, result)  # noqa: E731
+    else:
+        body = lambda: _stream(target, spec, result, channel)  # noqa: E731
+    await target.start()
+    try:
+        await asyncio.wait_for(body(), spec.time_limit_s + 120)
+    except asyncio.TimeoutError:
+        result.notes.append(f"scenario stopped after {spec.time_limit_s + 120:.0f} s")
+    except (ConnectionError, ProtocolError, OSError, RuntimeError) as exc:
+        result.notes.append(f"failed: {type(exc).__name__}: {exc}")
+        tail = target.stderr_tail(600)
+        if tail:
+            result.notes.append(f"server stderr: {tail}")
+    finally:
+        await target.stop()
+    return result
