@@ -216,6 +216,12 @@ async def _wait_held(target: Target, control: Connection, channel: str, n: int, 
     return f"only {held} of {n} polls held after {timeout:.0f} s"
 
 
+def _drain_s(spec: Spec) -> float:
+    """How long to wait for deliveries after the last publish: 10 s plus 250 µs
+    per expected delivery, more than the slowest target (the floor) needs."""
+    return 10 + spec.pollers * max(spec.messages, 1) * 250e-6
+
+
 def _finish_latency(result: Result, tracker: Tracker) -> None:
     lat = sorted(tracker.latencies_ns)
     if lat:
@@ -263,7 +269,7 @@ async def _stream(target: Target, spec: Spec, result: Result, channel: str) -> N
         await pubs.run(spec.messages, spec.rate, t0 + spec.time_limit_s)
         tracker.expected = spec.pollers * pubs.ok
         tracker.check_done()
-        drain = 10 + spec.pollers * spec.messages / 20_000
+        drain = _drain_s(spec)
         try:
             await asyncio.wait_for(tracker.done.wait(), drain)
         except asyncio.TimeoutError:
@@ -328,7 +334,7 @@ async def _floor_fanout(target: Target, spec: Spec, result: Result) -> None:
             event.set()
         tracker.expected = spec.pollers * spec.messages
         tracker.check_done()
-        drain = 10 + spec.pollers * spec.messages / 20_000
+        drain = _drain_s(spec)
         try:
             await asyncio.wait_for(tracker.done.wait(), drain)
         except asyncio.TimeoutError:

@@ -387,6 +387,8 @@ class Nchan(Target):
 
     async def held_polls(self, conn: Connection, channel: str) -> int | None:
         resp = await conn.request(request_bytes("GET", f"/pub/{channel}", {"Accept": "text/json"}))
+        if resp.status == 404:  # no subscriber has created the channel yet
+            return 0
         if resp.status != 200:
             return None
         return int(json.loads(resp.body)["subscribers"])
