@@ -17,7 +17,7 @@ def test_mypy_strict() -> None:
 
 def test_ruff() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "tornado_lp", "tests"], cwd=REPO, capture_output=True, text=True,
-        timeout=120,
+        [sys.executable, "-m", "ruff", "check", "tornado_lp", "tests"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
