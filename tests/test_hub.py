@@ -141,3 +141,24 @@ def test_answers_encode_as_json() -> None:
         assert set(decoded) == {"messages", "cursor", "more", "missed", "reset"}
 
     asyncio.run(main())
+
+
+def test_wake_all_rechecks_every_channel() -> None:
+    async def main() -> None:
+        storage = MemoryStorage()
+        hub = Hub(storage)
+        await hub.open()
+        cursor = f"{storage.epoch}-0"
+        polls = [asyncio.ensure_future(hub.poll(f"w{i}", cursor, HOUR, 10)) for i in range(3)]
+        while hub.total_waiters() < 3:
+            await asyncio.sleep(0)
+        # Messages stored behind the hub's back (as by another process whose notice was lost):
+        for i in range(3):
+            await storage.append(f"w{i}", f"late {i}")
+        hub.wake(None)
+        results = await asyncio.gather(*polls)
+        assert [[m.body for m in r.messages] for r in results if r] == [
+            ["late 0"], ["late 1"], ["late 2"]
+        ]
+
+    asyncio.run(main())

@@ -129,9 +129,7 @@ class Hub:
     async def close(self) -> None:
         """Answer every held poll (empty), then close the storage."""
         self._closing = True
-        for state in list(self._channels.values()):
-            state.version += 1
-            state.cond.notify_all()
+        self.wake(None)
         # Let woken polls write their answers before the store goes away.
         for _ in range(100):
             if not self._channels:
@@ -149,8 +147,17 @@ class Hub:
         self.wake(channel)
         return message
 
-    def wake(self, channel: str) -> None:
-        """Release every poll held on ``channel`` so it re-reads storage."""
+    def wake(self, channel: str | None) -> None:
+        """Release every poll held on ``channel`` (``None``: on every channel) to re-read storage.
+
+        Storage backends shared between processes call this for publishes made
+        elsewhere, and with ``None`` after a reconnect, when notices may have been lost.
+        """
+        if channel is None:
+            for state in self._channels.values():
+                state.version += 1
+                state.cond.notify_all()
+            return
         state = self._channels.get(channel)
         if state is not None:
             state.version += 1

@@ -153,8 +153,10 @@ class Storage(abc.ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release files and connections; idempotent."""
 
-    def watch(self, wake: Callable[[str], None]) -> None:  # noqa: B027 - optional hook
+    def watch(self, wake: Callable[[str | None], None]) -> None:  # noqa: B027 - optional hook
         """Call ``wake(channel)`` when another process publishes to ``channel``.
 
-        Single-process stores need nothing here: the hub wakes its own pollers.
+        ``wake(None)`` re-checks every held poll (after a reconnect, when
+        notices may have been missed). Single-process stores need nothing
+        here: the hub wakes its own pollers.
         """
