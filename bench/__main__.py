@@ -7,6 +7,7 @@ import asyncio
 import datetime
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -67,6 +68,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--plot", type=Path, help="save the plot here (full mode default: docs/bench.png)")
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--targets", default="", help="comma list of substrings of target names to run")
+    p.add_argument("--lp-args", default="", help="extra tornado_lp options, e.g. '--log-level WARNING'")
     p.add_argument("--scenarios", default="", help="comma list of roles/kinds to run (e.g. fanout-a,hold)")
     args = p.parse_args(argv)
     if args.repeat is None:
@@ -118,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     if need + 50 > nofile:
         _log(f"RLIMIT_NOFILE is {nofile}; scenarios need about {need} sockets")
     targets: list[Target] = []
-    for target in all_targets():
+    for target in all_targets(shlex.split(args.lp_args)):
         if not _wanted(target.name, args.targets):
             continue
         try:

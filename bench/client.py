@@ -179,12 +179,20 @@ class Connection:
 
 
 async def open_connections(
-    host: str, port: int, count: int, concurrency: int = 64, retries: int = 5
+    host: str,
+    port: int,
+    count: int,
+    probe: bytes | None = None,
+    concurrency: int = 32,
+    retries: int = 5,
 ) -> list[Connection]:
-    """Open ``count`` connections, at most ``concurrency`` handshakes at a time.
+    """Open ``count`` connections, at most ``concurrency`` unanswered at a time.
 
-    Pacing keeps the server's listen backlog (Tornado's default is 128) from
-    overflowing, which would cost one-second SYN retransmits.
+    A handshake completes in the kernel before the server has accepted the
+    connection, so pacing by ``connect()`` alone overflows a listen backlog of
+    128 (Tornado's default) and the dropped SYNs cost one- and three-second
+    retransmits. With ``probe``, a connection counts as open only once the
+    server has answered that request on it, i.e. after the server accepted it.
     """
     gate = asyncio.Semaphore(concurrency)
 
@@ -194,8 +202,11 @@ async def open_connections(
             async with gate:
                 try:
                     await conn.open()
+                    if probe is not None:
+                        await conn.request(probe)
                     return conn
                 except OSError:
+                    conn.close()
                     if attempt == retries - 1:
                         raise
             await asyncio.sleep(0.05 * (attempt + 1))

@@ -34,7 +34,8 @@ FLOOR_BODY: bytes = json.dumps(
         "more": False,
         "missed": False,
         "reset": False,
-    }
+    },
+    separators=(",", ":"),  # compact, as tornado_lp answers
 ).encode()
 
 

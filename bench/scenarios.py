@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .client import Connection, ProtocolError, open_connections
+from .client import Connection, ProtocolError
 from .procstat import client_cpu_seconds
 from .targets import Subscriber, Target
 
@@ -253,11 +253,11 @@ async def _stream(target: Target, spec: Spec, result: Result, channel: str) -> N
     """fanout, burst and publish: N pollers, P publishers, M messages at R/s."""
     tracker = Tracker(spec.pollers)
     failures: list[str] = []
-    control = (await open_connections(target.host, target.port, 1))[0]
-    conns = await open_connections(target.host, target.port, spec.pollers)
+    control = (await target.connect(1))[0]
+    conns = await target.connect(spec.pollers)
     subs = [target.subscriber(c, channel, _POLL_HOLD_S) for c in conns]
     tasks = [asyncio.ensure_future(_poll_forever(s, i, tracker, failures)) for i, s in enumerate(subs)]
-    pub_conns = await open_connections(target.host, target.port, spec.publishers)
+    pub_conns = await target.connect(spec.publishers)
     try:
         if spec.pollers:
             note = await _wait_held(target, control, channel, spec.pollers, 30 + spec.pollers / 200)
@@ -302,7 +302,7 @@ async def _floor_fanout(target: Target, spec: Spec, result: Result) -> None:
     """Fanout on the floor: each of N clients sends one GET per message round."""
     tracker = Tracker(spec.pollers)
     failures: list[str] = []
-    conns = await open_connections(target.host, target.port, spec.pollers)
+    conns = await target.connect(spec.pollers)
     rounds = [asyncio.Event() for _ in range(spec.messages)]
     round_ns = [0] * spec.messages
     request = target.fixed_request()
@@ -365,12 +365,12 @@ async def _hold(target: Target, spec: Spec, result: Result, channel: str) -> Non
     tree = target.tree
     tracker = Tracker(spec.pollers)
     failures: list[str] = []
-    control = (await open_connections(target.host, target.port, 1))[0]
+    control = (await target.connect(1))[0]
     rss_before = tree.rss_kib()
-    conns = await open_connections(target.host, target.port, spec.pollers)
+    conns = await target.connect(spec.pollers)
     subs = [target.subscriber(c, channel, _POLL_HOLD_S) for c in conns]
     tasks = [asyncio.ensure_future(_poll_forever(s, i, tracker, failures)) for i, s in enumerate(subs)]
-    pub_conn = (await open_connections(target.host, target.port, 1))[0]
+    pub_conn = (await target.connect(1))[0]
     try:
         note = await _wait_held(target, control, channel, spec.pollers, 30 + spec.pollers / 200)
         if note:

@@ -25,9 +25,10 @@ import sys
 import tempfile
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 
-from .client import Connection, request_bytes
+from .client import Connection, open_connections, request_bytes
 from .procstat import ProcessTree
 
 __all__ = [
@@ -160,6 +161,13 @@ class Target(ABC):
     def fixed_request(self) -> bytes:
         raise NotImplementedError(f"{self.name} has no fixed request")
 
+    @abstractmethod
+    def probe_request(self) -> bytes:
+        """A cheap request answered at once, to know a new connection was accepted."""
+
+    async def connect(self, count: int) -> list[Connection]:
+        return await open_connections(self.host, self.port, count, probe=self.probe_request())
+
     async def held_polls(self, conn: Connection, channel: str) -> int | None:
         """How many polls the server holds on ``channel`` (None: cannot tell)."""
         return None
@@ -193,10 +201,13 @@ class _LPSubscriber(Subscriber):
 class TornadoLP(Target):
     """tornado_lp itself, on one storage backend."""
 
-    def __init__(self, storage: str = "memory", max_messages: int = 100_000) -> None:
+    def __init__(
+        self, storage: str = "memory", max_messages: int = 100_000, extra_args: Sequence[str] = ()
+    ) -> None:
         super().__init__()
         self.storage = storage
         self.max_messages = max_messages
+        self.extra_args = list(extra_args)
         self.name = f"tornado_lp {storage}"
 
     def check_available(self) -> None:
@@ -227,10 +238,14 @@ class TornadoLP(Target):
             "--port", "0",
             "--storage", self._storage_url(tmp),
             "--max-messages", str(self.max_messages),
+            *self.extra_args,
         ]  # fmt: skip
 
     def subscriber(self, conn: Connection, channel: str, hold_s: float) -> Subscriber:
         return _LPSubscriber(conn, channel, hold_s)
+
+    def probe_request(self) -> bytes:
+        return request_bytes("GET", "/healthz")
 
     def publish_request(self, channel: str, body: str) -> bytes:
         return request_bytes(
@@ -260,6 +275,9 @@ class Floor(Target):
 
     def fixed_request(self) -> bytes:
         return request_bytes("GET", "/")
+
+    def probe_request(self) -> bytes:
+        return self.fixed_request()
 
 
 # ---------------------------------------------------------------------------
@@ -380,6 +398,9 @@ class Nchan(Target):
     def subscriber(self, conn: Connection, channel: str, hold_s: float) -> Subscriber:
         return _NchanSubscriber(conn, channel, hold_s)
 
+    def probe_request(self) -> bytes:
+        return request_bytes("GET", "/pub/bench-probe", {"Accept": "text/json"})
+
     def publish_request(self, channel: str, body: str) -> bytes:
         return request_bytes(
             "POST", f"/pub/{channel}", {"Accept": "text/json", "Content-Type": "text/plain"}, body.encode()
@@ -394,6 +415,6 @@ class Nchan(Target):
         return int(json.loads(resp.body)["subscribers"])
 
 
-def all_targets() -> list[Target]:
+def all_targets(lp_args: Sequence[str] = ()) -> list[Target]:
     """Every target, in table order; the caller skips the unavailable ones."""
-    return [TornadoLP("memory"), TornadoLP("sqlite"), Floor(), Nchan()]
+    return [TornadoLP("memory", extra_args=lp_args), TornadoLP("sqlite", extra_args=lp_args), Floor(), Nchan()]
