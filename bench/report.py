@@ -79,6 +79,7 @@ _COLUMNS: list[tuple[str, str]] = [
     ("wake_all_ms", "wake-all ms"),
     ("publish", "pub/s (p50/p99 ms)"),
     ("client_cpu_s", "client CPU s"),
+    ("loadavg", "load"),
 ]
 
 

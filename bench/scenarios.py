@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -85,6 +86,8 @@ class Result:
     publish_p99_ms: float | None = None
     client_cpu_s: float | None = None
     duration_s: float | None = None
+    #: 1-minute load average when the run started: other work on the machine skews CPU figures.
+    loadavg: float | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -217,9 +220,10 @@ async def _wait_held(target: Target, control: Connection, channel: str, n: int, 
 
 
 def _drain_s(spec: Spec) -> float:
-    """How long to wait for deliveries after the last publish: 10 s plus 250 µs
-    per expected delivery, more than the slowest target (the floor) needs."""
-    return 10 + spec.pollers * max(spec.messages, 1) * 250e-6
+    """How long to wait for deliveries after the last publish: 10 s plus 500 µs
+    per expected delivery, about twice what the slowest target (the floor) needs
+    on a busy machine."""
+    return 10 + spec.pollers * max(spec.messages, 1) * 500e-6
 
 
 def _finish_latency(result: Result, tracker: Tracker) -> None:
@@ -423,9 +427,22 @@ def _subscriber_notes(result: Result, subs: list[Subscriber]) -> None:
         result.notes.append(f"{resets} answers flagged reset")
 
 
-async def run_scenario(target: Target, spec: Spec, run: int) -> Result:
-    """Start ``target`` fresh, run ``spec`` once, stop it; never raise for a target fault."""
+Hook = Callable[[Target], Awaitable[None]]
+
+
+async def _no_hook(target: Target) -> None:
+    return None
+
+
+async def run_scenario(
+    target: Target, spec: Spec, run: int, after_start: Hook = _no_hook, before_stop: Hook = _no_hook
+) -> Result:
+    """Start ``target`` fresh, run ``spec`` once, stop it; never raise for a target fault.
+
+    The hooks let a profiler attach to the fresh server and detach before it stops.
+    """
     result = Result(target.name, spec.label, spec.kind, spec.role, run, spec.params)
+    result.loadavg = os.getloadavg()[0]
     channel = f"bench-{spec.kind}-{run}"
     body: Callable[[], Awaitable[None]]
     if spec.kind == "hold":
@@ -436,6 +453,7 @@ async def run_scenario(target: Target, spec: Spec, run: int) -> Result:
         body = lambda: _stream(target, spec, result, channel)  # noqa: E731
     await target.start()
     try:
+        await after_start(target)
         await asyncio.wait_for(body(), spec.time_limit_s + 120)
     except asyncio.TimeoutError:
         result.notes.append(f"scenario stopped after {spec.time_limit_s + 120:.0f} s")
@@ -445,5 +463,8 @@ async def run_scenario(target: Target, spec: Spec, run: int) -> Result:
         if tail:
             result.notes.append(f"server stderr: {tail}")
     finally:
-        await target.stop()
+        try:
+            await before_stop(target)
+        finally:
+            await target.stop()
     return result
