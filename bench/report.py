@@ -230,16 +230,17 @@ def plot(rows: Sequence[Result], path: Path) -> bool:
     fan = [r for r in rows if r.kind == "fanout"]
     targets = sorted({r.target for r in fan})
     fig, (ax_lat, ax_cpu) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for t in targets:
-        pts = sorted((r.params["pollers"], r) for r in fan if r.target == t)
+    for i, t in enumerate(targets):
+        color = f"C{i}"
+        pts = sorted(((r.params["pollers"], r) for r in fan if r.target == t), key=lambda p: p[0])
         ns = [n for n, _ in pts]
         for attr, style in (("lat_p50_ms", "-o"), ("lat_p99_ms", "--^")):
             vals = [getattr(r, attr) for _, r in pts]
             if any(v is not None for v in vals):
-                ax_lat.plot(ns, [v if v is not None else float("nan") for v in vals], style,
+                ax_lat.plot(ns, [v if v is not None else float("nan") for v in vals], style, color=color,
                             label=f"{t} {attr[4:7]}")  # fmt: skip
         cpu = [r.cpu_us_per_delivery for _, r in pts]
-        ax_cpu.plot(ns, [v if v is not None else float("nan") for v in cpu], "-o", label=t)
+        ax_cpu.plot(ns, [v if v is not None else float("nan") for v in cpu], "-o", color=color, label=t)
     ax_lat.set(xlabel="pollers N (fanout)", ylabel="latency ms", yscale="log", title="Delivery latency")
     ax_cpu.set(xlabel="pollers N (fanout)", ylabel="server CPU µs / delivery", title="Server CPU per delivery")
     ax_lat.legend(fontsize=7)
