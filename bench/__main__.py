@@ -27,7 +27,14 @@ FULL: list[Spec] = [
     Spec("hold", "hold N=10000 10 s", "hold-b", pollers=10000, hold_s=10),
     Spec("publish", "publish P=1 M=5000", "publish-1", messages=5000, publishers=1),
     Spec("publish", "publish P=50 M=20000", "publish-50", messages=20000, publishers=50),
-    Spec("publish", "publish P=50 M=5000 +50 pollers", "publish-woken", pollers=50, messages=5000, publishers=50),
+    Spec(
+        "publish",
+        "publish P=50 M=5000 +50 pollers",
+        "publish-woken",
+        pollers=50,
+        messages=5000,
+        publishers=50,
+    ),
 ]
 
 QUICK: list[Spec] = [
@@ -38,7 +45,14 @@ QUICK: list[Spec] = [
     Spec("hold", "hold N=2000 1.5 s", "hold-b", pollers=2000, hold_s=1.5),
     Spec("publish", "publish P=1 M=1000", "publish-1", messages=1000, publishers=1),
     Spec("publish", "publish P=50 M=3000", "publish-50", messages=3000, publishers=50),
-    Spec("publish", "publish P=50 M=1000 +50 pollers", "publish-woken", pollers=50, messages=1000, publishers=50),
+    Spec(
+        "publish",
+        "publish P=50 M=1000 +50 pollers",
+        "publish-woken",
+        pollers=50,
+        messages=1000,
+        publishers=50,
+    ),
 ]
 
 
@@ -48,11 +62,14 @@ def _machine() -> dict[str, Any]:
     model = ""
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        model = next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")), "")
+        model = next(
+            (ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")),
+            "",
+        )
     except OSError:
         pass
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "nproc": os.cpu_count(),
         "cpu": model,
         "python": platform.python_version(),
@@ -61,15 +78,27 @@ def _machine() -> dict[str, Any]:
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench", description="tornado_lp vs Nchan vs the Tornado floor")
-    p.add_argument("--quick", action="store_true", help="small sizes, every scenario, under two minutes")
-    p.add_argument("--repeat", type=int, default=None, help="runs per target × scenario (full: 3, quick: 1)")
+    p = argparse.ArgumentParser(
+        prog="python -m bench", description="tornado_lp vs Nchan vs the Tornado floor"
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="small sizes, every scenario, under two minutes"
+    )
+    p.add_argument(
+        "--repeat", type=int, default=None, help="runs per target x scenario (full: 3, quick: 1)"
+    )
     p.add_argument("--json", type=Path, help="write one JSON line per run and per median row here")
-    p.add_argument("--plot", type=Path, help="save the plot here (full mode default: docs/bench.png)")
+    p.add_argument(
+        "--plot", type=Path, help="save the plot here (full mode default: docs/bench.png)"
+    )
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--targets", default="", help="comma list of substrings of target names to run")
-    p.add_argument("--lp-args", default="", help="extra tornado_lp options, e.g. '--log-level WARNING'")
-    p.add_argument("--scenarios", default="", help="comma list of roles/kinds to run (e.g. fanout-a,hold)")
+    p.add_argument(
+        "--lp-args", default="", help="extra tornado_lp options, e.g. '--log-level WARNING'"
+    )
+    p.add_argument(
+        "--scenarios", default="", help="comma list of roles/kinds to run (e.g. fanout-a,hold)"
+    )
     args = p.parse_args(argv)
     if args.repeat is None:
         args.repeat = 1 if args.quick else 3
@@ -103,10 +132,11 @@ async def _run(args: argparse.Namespace, specs: list[Spec], targets: list[Target
         result = await run_scenario(target, spec, run)
         results.append(result)
         per = result.cpu_us_per_delivery or result.cpu_us_per_publish
+        notes = " NOTE " + "; ".join(result.notes) if result.notes else ""
         _log(
             f"[{i}/{len(plan)}] run {run} {target.name:28} {spec.label:34} "
-            f"{result.delivered}/{result.expected} µs/msg={per if per is None else round(per, 1)} "
-            f"({time.monotonic() - started:.1f} s){' NOTE ' + '; '.join(result.notes) if result.notes else ''}"
+            f"{result.delivered}/{result.expected} us/msg={per if per is None else round(per, 1)} "
+            f"({time.monotonic() - started:.1f} s){notes}"
         )
     return results
 
@@ -139,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\n## {'Quick' if args.quick else 'Full'} run, {machine['date']}\n")
     print(
-        f"`python -m bench {' '.join(sys.argv[1:])}` — {machine['nproc']} cores ({machine['cpu']}), "
+        f"`python -m bench {' '.join(sys.argv[1:])}`: "
+        f"{machine['nproc']} cores ({machine['cpu']}), "
         f"Python {machine['python']}, Tornado {machine['tornado']}, client loop {loop_name}; "
         f"{'median' if args.repeat > 1 else 'one run'} of {args.repeat} "
         f"(lost/dup/ooo: worst run); {time.monotonic() - started:.0f} s in all.\n"

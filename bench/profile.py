@@ -58,14 +58,24 @@ def summarize(raw: Path, top: int = 25) -> tuple[int, list[tuple[str, int, int]]
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.splitlines()[0])
-    p.add_argument("--scenario", default="fanout-a", help="role of the scenario (fanout-a, burst, publish-50, ...)")
+    p.add_argument(
+        "--scenario",
+        default="fanout-a",
+        help="role of the scenario (fanout-a, burst, publish-50, ...)",
+    )
     p.add_argument("--quick", action="store_true", help="use the quick sizes")
     p.add_argument("--storage", default="memory")
-    p.add_argument("--floor", action="store_true", help="profile the floor server instead (fanout only)")
+    p.add_argument(
+        "--floor", action="store_true", help="profile the floor server instead (fanout only)"
+    )
     p.add_argument("--lp-args", default="", help="extra tornado_lp options")
     p.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
-    p.add_argument("--out", type=Path, default=Path("/tmp/bench-profile.txt"), help="raw stacks file")
-    p.add_argument("--svg", action="store_true", help="write a flamegraph SVG instead of raw stacks")
+    p.add_argument(
+        "--out", type=Path, default=Path("/tmp/bench-profile.txt"), help="raw stacks file"
+    )
+    p.add_argument(
+        "--svg", action="store_true", help="write a flamegraph SVG instead of raw stacks"
+    )
     p.add_argument("--top", type=int, default=30)
     args = p.parse_args(argv)
     pyspy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
@@ -75,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     if spec is None:
         p.error(f"no scenario with role {args.scenario!r}")
     raise_nofile_limit()
-    target: Target = Floor() if args.floor else TornadoLP(args.storage, extra_args=shlex.split(args.lp_args))
+    target: Target = (
+        Floor() if args.floor else TornadoLP(args.storage, extra_args=shlex.split(args.lp_args))
+    )
     recorder: list[subprocess.Popen[bytes]] = []
 
     async def attach(t: Target) -> None:
@@ -96,16 +108,26 @@ def main(argv: list[str] | None = None) -> int:
     with asyncio.Runner(loop_factory=factory) as runner:
         result: Result = runner.run(run_scenario(target, spec, 1, attach, detach))
     per = result.cpu_us_per_delivery or result.cpu_us_per_publish
-    print(f"{target.name} / {spec.label}: {result.delivered}/{result.expected} delivered, "
-          f"server CPU {result.server_cpu_s:.2f} s, {per:.1f} µs per message; {result.notes}")  # fmt: skip
+    print(
+        f"{target.name} / {spec.label}: {result.delivered}/{result.expected} delivered, "
+        f"server CPU {result.server_cpu_s or 0:.2f} s, {per or 0:.1f} us per message; "
+        f"{result.notes}"
+    )
     if args.svg:
         print(f"flamegraph: {args.out}")
         return 0
     total, rows = summarize(args.out)
     if not total:
-        print("no samples", recorder[0].stderr.read().decode() if recorder and recorder[0].stderr else "")
+        print(
+            "no samples",
+            recorder[0].stderr.read().decode() if recorder and recorder[0].stderr else "",
+        )
         return 1
-    busy = total - sum(own for name, _, own in rows if name.startswith(("select (", "poll (", "EpollSelector.select")))
+    busy = total - sum(
+        own
+        for name, _, own in rows
+        if name.startswith(("select (", "poll (", "EpollSelector.select"))
+    )
     print(f"\n{total} samples, {busy} not idle in the selector. Share of busy samples:\n")
     print(f"{'incl %':>7} {'self %':>7}  function (file)")
     for name, incl, own in rows[: args.top]:

@@ -27,7 +27,7 @@ def _median(values: list[Any]) -> Any:
 
 
 def combine(results: Sequence[Result]) -> list[Result]:
-    """One row per target × scenario: medians of the runs, worst run for losses."""
+    """One row per target x scenario: medians of the runs, worst run for losses."""
     groups: dict[tuple[str, str], list[Result]] = {}
     for r in results:
         groups.setdefault((r.target, r.scenario), []).append(r)
@@ -55,7 +55,7 @@ def combine(results: Sequence[Result]) -> list[Result]:
 
 def _fmt(value: float | int | None, digits: int = 1) -> str:
     if value is None:
-        return "–"
+        return "-"
     if isinstance(value, int):
         return str(value)
     if abs(value) >= 1000:
@@ -89,18 +89,18 @@ def _cell(r: Result, key: str) -> str:
     if key == "scenario":
         return r.scenario
     if key == "delivered":
-        return f"{r.delivered}/{r.expected}" if r.expected or r.delivered else "–"
+        return f"{r.delivered}/{r.expected}" if r.expected or r.delivered else "-"
     if key == "lat":
         if r.lat_p50_ms is None:
-            return "–"
+            return "-"
         return "/".join(_fmt(v) for v in (r.lat_p50_ms, r.lat_p90_ms, r.lat_p99_ms, r.lat_max_ms))
     if key == "per_msg":
         if r.cpu_us_per_delivery is not None:
             return _fmt(r.cpu_us_per_delivery)
-        return f"{_fmt(r.cpu_us_per_publish)} /pub" if r.cpu_us_per_publish is not None else "–"
+        return f"{_fmt(r.cpu_us_per_publish)} /pub" if r.cpu_us_per_publish is not None else "-"
     if key == "publish":
         if r.publish_rate is None or r.kind in ("hold",):
-            return "–"
+            return "-"
         return f"{_fmt(r.publish_rate)} ({_fmt(r.publish_p50_ms, 2)}/{_fmt(r.publish_p99_ms, 2)})"
     if key == "rss_per_held_kib":
         return _fmt(r.rss_per_held_kib, 2)
@@ -138,75 +138,89 @@ class Check:
     met: bool | None  # None: could not be judged (a target or scenario missing)
 
 
-def _find(rows: Sequence[Result], target: str, role: str) -> Result | None:
-    return next((r for r in rows if r.target == target and r.role == role), None)
+def _value(rows: Sequence[Result], target: str, role: str, attr: str) -> float | None:
+    row = next((r for r in rows if r.target == target and r.role == role), None)
+    value = getattr(row, attr) if row is not None else None
+    return float(value) if value is not None else None
 
 
-def _ratio(a: float | None, b: float | None) -> float | None:
-    if a is None or b is None or b == 0:
-        return None
-    return a / b
+def _label(rows: Sequence[Result], role: str) -> str:
+    return next((r.scenario for r in rows if r.role == role), role)
+
+
+def _versus(
+    number: int, text: str, ours: float | None, theirs: float | None, unit: str, limit: float
+) -> Check:
+    """A check that ``ours / theirs <= limit``."""
+    ratio = ours / theirs if ours is not None and theirs else None
+    measured = f"{_fmt(ours)} {unit} vs {_fmt(theirs)} {unit} = {_fmt(ratio, 2)}x"
+    return Check(number, text, measured, None if ratio is None else ratio <= limit)
 
 
 def checks(rows: Sequence[Result]) -> list[Check]:
     """The numbered targets of issue 7 (and issue 3's SQLite publish target)."""
-    lp, floor, nchan, sqlite = "tornado_lp memory", "floor (bare RequestHandler)", "nchan", "tornado_lp sqlite"
+    lp, floor, nchan = "tornado_lp memory", "floor (bare RequestHandler)", "nchan"
     out: list[Check] = []
 
-    fan = _find(rows, lp, "fanout-a")
-    fan_floor = _find(rows, floor, "fanout-a")
-    fan_nchan = _find(rows, nchan, "fanout-a")
-    us = fan.cpu_us_per_delivery if fan else None
-    r_floor = _ratio(us, fan_floor.cpu_us_per_delivery if fan_floor else None)
-    r_nchan = _ratio(us, fan_nchan.cpu_us_per_delivery if fan_nchan else None)
-    out.append(Check(1, f"{fan.scenario if fan else 'fanout'}: µs/delivery ≤ 1.0× floor",
-                     f"{_fmt(us)} µs vs {_fmt(fan_floor.cpu_us_per_delivery if fan_floor else None)} µs"
-                     f" = {_fmt(r_floor, 2)}×", None if r_floor is None else r_floor <= 1.0))  # fmt: skip
-    out.append(Check(1, "same: ≤ 4× Nchan",
-                     f"{_fmt(us)} µs vs {_fmt(fan_nchan.cpu_us_per_delivery if fan_nchan else None)} µs"
-                     f" = {_fmt(r_nchan, 2)}×", None if r_nchan is None else r_nchan <= 4.0))  # fmt: skip
+    fan = _value(rows, lp, "fanout-a", "cpu_us_per_delivery")
+    fan_label = _label(rows, "fanout-a")
+    fan_floor = _value(rows, floor, "fanout-a", "cpu_us_per_delivery")
+    fan_nchan = _value(rows, nchan, "fanout-a", "cpu_us_per_delivery")
+    out.append(_versus(1, f"{fan_label}: CPU/delivery <= 1.0x floor", fan, fan_floor, "us", 1.0))
+    out.append(_versus(1, "same: <= 4x Nchan", fan, fan_nchan, "us", 4.0))
 
-    big = _find(rows, lp, "hold-b")
-    kib = big.rss_per_held_kib if big else None
-    out.append(Check(2, f"{big.scenario if big else 'hold'}: RSS per held poll ≤ 12 KB (12,000 bytes)",
-                     f"{_fmt(kib, 2)} KiB = {_fmt(kib * 1024 if kib is not None else None)} bytes",
-                     None if kib is None else kib * 1024 <= 12_000))  # fmt: skip
-    idle = big.idle_cpu_s if big else None
-    out.append(Check(2, f"same: zero CPU while idle ({big.params['hold_s'] if big else '?'} s held)",
-                     f"{_fmt(idle, 2)} s", None if idle is None else idle <= 0.02))  # fmt: skip
-    small = _find(rows, lp, "hold-a")
-    small_n = _find(rows, nchan, "hold-a")
-    r_wake = _ratio(small.wake_all_ms if small else None, small_n.wake_all_ms if small_n else None)
-    out.append(Check(2, f"{small.scenario if small else 'hold'}: wake-all ≤ 2× Nchan",
-                     f"{_fmt(small.wake_all_ms if small else None)} ms vs "
-                     f"{_fmt(small_n.wake_all_ms if small_n else None)} ms = {_fmt(r_wake, 2)}×",
-                     None if r_wake is None else r_wake <= 2.0))  # fmt: skip
+    kib = _value(rows, lp, "hold-b", "rss_per_held_kib")
+    held_bytes = kib * 1024 if kib is not None else None
+    out.append(Check(
+        2, f"{_label(rows, 'hold-b')}: RSS per held poll <= 12 KB (12,000 bytes)",
+        f"{_fmt(kib, 2)} KiB = {_fmt(held_bytes)} bytes",
+        None if held_bytes is None else held_bytes <= 12_000,
+    ))  # fmt: skip
+    idle = _value(rows, lp, "hold-b", "idle_cpu_s")
+    out.append(Check(
+        2, "same: zero CPU while idle (at most 20 ms over the hold)",
+        f"{_fmt(idle, 3)} s", None if idle is None else idle <= 0.02,
+    ))  # fmt: skip
+    wake = _value(rows, lp, "hold-a", "wake_all_ms")
+    wake_nchan = _value(rows, nchan, "hold-a", "wake_all_ms")
+    out.append(_versus(2, f"{_label(rows, 'hold-a')}: wake-all <= 2x Nchan", wake, wake_nchan,
+                       "ms", 2.0))  # fmt: skip
 
-    burst = _find(rows, lp, "burst")
-    if burst is not None:
-        clean = burst.lost == burst.duplicates == burst.out_of_order == 0 and burst.delivered == burst.expected
-        out.append(Check(3, f"{burst.scenario}: nothing lost, duplicated or reordered",
-                         f"{burst.delivered}/{burst.expected}, lost {burst.lost}, dup {burst.duplicates},"
-                         f" ooo {burst.out_of_order}", clean))  # fmt: skip
-        r_burst = _ratio(us, burst.cpu_us_per_delivery)
-        out.append(Check(3, "same: µs/delivery ≥ 10× below fanout's",
-                         f"{_fmt(burst.cpu_us_per_delivery)} µs vs {_fmt(us)} µs: {_fmt(r_burst)}× below",
-                         None if r_burst is None else r_burst >= 10))  # fmt: skip
-    else:
+    burst = next((r for r in rows if r.target == lp and r.role == "burst"), None)
+    if burst is None:
         out.append(Check(3, "burst: nothing lost, duplicated or reordered", "not run", None))
+    else:
+        clean = burst.delivered == burst.expected and not (
+            burst.lost or burst.duplicates or burst.out_of_order
+        )
+        out.append(Check(
+            3, f"{burst.scenario}: nothing lost, duplicated or reordered",
+            f"{burst.delivered}/{burst.expected}, lost {burst.lost}, dup {burst.duplicates}, "
+            f"ooo {burst.out_of_order}",
+            clean,
+        ))  # fmt: skip
+        per = burst.cpu_us_per_delivery
+        below = fan / per if fan is not None and per else None
+        out.append(Check(
+            3, "same: CPU/delivery at least 10x below fanout's",
+            f"{_fmt(per)} us vs {_fmt(fan)} us: {_fmt(below)}x below",
+            None if below is None else below >= 10,
+        ))  # fmt: skip
 
-    pub = _find(rows, lp, "publish-woken")
-    rate = pub.publish_rate if pub else None
-    out.append(Check(4, f"{pub.scenario if pub else 'publish'}: memory ≥ 3,000 publishes/s",
-                     f"{_fmt(rate)}/s", None if rate is None else rate >= 3000))  # fmt: skip
+    rate = _value(rows, lp, "publish-woken", "publish_rate")
+    out.append(Check(
+        4, f"{_label(rows, 'publish-woken')}: memory >= 3,000 publishes/s",
+        f"{_fmt(rate)}/s", None if rate is None else rate >= 3000,
+    ))  # fmt: skip
 
-    mem50 = _find(rows, lp, "publish-50")
-    sql50 = _find(rows, sqlite, "publish-50")
-    r_sql = _ratio(sql50.publish_rate if sql50 else None, mem50.publish_rate if mem50 else None)
-    out.append(Check(0, "issue 3: SQLite ≥ 80% of memory's rate, 50 publishers",
-                     f"{_fmt(sql50.publish_rate if sql50 else None)}/s vs "
-                     f"{_fmt(mem50.publish_rate if mem50 else None)}/s = {_fmt(r_sql, 2)}",
-                     None if r_sql is None else r_sql >= 0.8))  # fmt: skip
+    mem = _value(rows, lp, "publish-50", "publish_rate")
+    sql = _value(rows, "tornado_lp sqlite", "publish-50", "publish_rate")
+    share = sql / mem if sql is not None and mem else None
+    out.append(Check(
+        0, f"issue 3, {_label(rows, 'publish-50')}: SQLite >= 80% of memory's rate",
+        f"{_fmt(sql)}/s vs {_fmt(mem)}/s = {_fmt(share * 100 if share is not None else None)}%",
+        None if share is None else share >= 0.8,
+    ))  # fmt: skip
     return out
 
 
@@ -214,7 +228,7 @@ def markdown_checks(items: Sequence[Check]) -> str:
     lines = ["| # | target | measured | met |", "|---|---|---|---|"]
     for c in items:
         met = "n/a" if c.met is None else ("**met**" if c.met else "**not met**")
-        lines.append(f"| {c.number or '3 (issue)'} | {c.text} | {c.measured} | {met} |")
+        lines.append(f"| {c.number or '-'} | {c.text} | {c.measured} | {met} |")
     return "\n".join(lines)
 
 
@@ -237,12 +251,20 @@ def plot(rows: Sequence[Result], path: Path) -> bool:
         for attr, style in (("lat_p50_ms", "-o"), ("lat_p99_ms", "--^")):
             vals = [getattr(r, attr) for _, r in pts]
             if any(v is not None for v in vals):
-                ax_lat.plot(ns, [v if v is not None else float("nan") for v in vals], style, color=color,
-                            label=f"{t} {attr[4:7]}")  # fmt: skip
+                ys = [v if v is not None else float("nan") for v in vals]
+                ax_lat.plot(ns, ys, style, color=color, label=f"{t} {attr[4:7]}")
         cpu = [r.cpu_us_per_delivery for _, r in pts]
-        ax_cpu.plot(ns, [v if v is not None else float("nan") for v in cpu], "-o", color=color, label=t)
-    ax_lat.set(xlabel="pollers N (fanout)", ylabel="latency ms", yscale="log", title="Delivery latency")
-    ax_cpu.set(xlabel="pollers N (fanout)", ylabel="server CPU µs / delivery", title="Server CPU per delivery")
+        ax_cpu.plot(
+            ns, [v if v is not None else float("nan") for v in cpu], "-o", color=color, label=t
+        )
+    ax_lat.set(
+        xlabel="pollers N (fanout)", ylabel="latency ms", yscale="log", title="Delivery latency"
+    )
+    ax_cpu.set(
+        xlabel="pollers N (fanout)",
+        ylabel="server CPU µs / delivery",
+        title="Server CPU per delivery",
+    )
     ax_lat.legend(fontsize=7)
     ax_cpu.legend(fontsize=7)
     ax_cpu.set_ylim(bottom=0)

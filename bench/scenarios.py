@@ -7,7 +7,7 @@
 * ``hold``: N idle held polls for a while, then one publish.
 
 Every body is ``<seq>:<monotonic_ns>``, taken just before the publish is sent,
-so latency is receipt − publish on this process's monotonic clock. A server
+so latency is receipt - publish on this process's monotonic clock. A server
 is started fresh for every scenario run, so its peak RSS belongs to that run.
 """
 
@@ -159,7 +159,9 @@ async def _poll_forever(sub: Subscriber, idx: int, tracker: Tracker, failures: l
 class _Publishers:
     """P publisher connections drawing sequence numbers from one counter."""
 
-    def __init__(self, target: Target, conns: list[Connection], channel: str, tracker: Tracker) -> None:
+    def __init__(
+        self, target: Target, conns: list[Connection], channel: str, tracker: Tracker
+    ) -> None:
         self.target = target
         self.conns = conns
         self.channel = channel
@@ -187,7 +189,9 @@ class _Publishers:
                 self.tracker.publisher_of[seq] = pub_id
                 sent_ns = time.monotonic_ns()
                 try:
-                    resp = await conn.request(self.target.publish_request(self.channel, f"{seq}:{sent_ns}"))
+                    resp = await conn.request(
+                        self.target.publish_request(self.channel, f"{seq}:{sent_ns}")
+                    )
                 except (ConnectionError, ProtocolError, OSError) as exc:
                     self.failed += 1
                     self.failures.append(f"publisher {pub_id}: {type(exc).__name__}: {exc}")
@@ -198,13 +202,17 @@ class _Publishers:
                 else:
                     self.failed += 1
                     if len(self.failures) < 5:
-                        self.failures.append(f"publish {seq}: HTTP {resp.status} {resp.body[:120]!r}")
+                        self.failures.append(
+                            f"publish {seq}: HTTP {resp.status} {resp.body[:120]!r}"
+                        )
 
         await asyncio.gather(*(one(i, c) for i, c in enumerate(self.conns)))
         self.finished_ns = time.monotonic_ns()
 
 
-async def _wait_held(target: Target, control: Connection, channel: str, n: int, timeout: float) -> str | None:
+async def _wait_held(
+    target: Target, control: Connection, channel: str, n: int, timeout: float
+) -> str | None:
     """Wait until the server says it holds ``n`` polls; return a note when it never does."""
     deadline = time.monotonic() + timeout
     held: int | None = None
@@ -260,7 +268,9 @@ async def _stream(target: Target, spec: Spec, result: Result, channel: str) -> N
     control = (await target.connect(1))[0]
     conns = await target.connect(spec.pollers)
     subs = [target.subscriber(c, channel, _POLL_HOLD_S) for c in conns]
-    tasks = [asyncio.ensure_future(_poll_forever(s, i, tracker, failures)) for i, s in enumerate(subs)]
+    tasks = [
+        asyncio.ensure_future(_poll_forever(s, i, tracker, failures)) for i, s in enumerate(subs)
+    ]
     pub_conns = await target.connect(spec.publishers)
     try:
         if spec.pollers:
@@ -276,7 +286,7 @@ async def _stream(target: Target, spec: Spec, result: Result, channel: str) -> N
         drain = _drain_s(spec)
         try:
             await asyncio.wait_for(tracker.done.wait(), drain)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             result.notes.append(f"not all delivered {drain:.0f} s after the last publish")
         await asyncio.sleep(_SETTLE_S)
         cpu1, client1, t1 = tree.cpu_seconds(), client_cpu_seconds(), time.monotonic()
@@ -341,7 +351,7 @@ async def _floor_fanout(target: Target, spec: Spec, result: Result) -> None:
         drain = _drain_s(spec)
         try:
             await asyncio.wait_for(tracker.done.wait(), drain)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             result.notes.append(f"not all answered {drain:.0f} s after the last round")
         await asyncio.sleep(_SETTLE_S)
         cpu1, client1, t1 = tree.cpu_seconds(), client_cpu_seconds(), time.monotonic()
@@ -373,7 +383,9 @@ async def _hold(target: Target, spec: Spec, result: Result, channel: str) -> Non
     rss_before = tree.rss_kib()
     conns = await target.connect(spec.pollers)
     subs = [target.subscriber(c, channel, _POLL_HOLD_S) for c in conns]
-    tasks = [asyncio.ensure_future(_poll_forever(s, i, tracker, failures)) for i, s in enumerate(subs)]
+    tasks = [
+        asyncio.ensure_future(_poll_forever(s, i, tracker, failures)) for i, s in enumerate(subs)
+    ]
     pub_conn = (await target.connect(1))[0]
     try:
         note = await _wait_held(target, control, channel, spec.pollers, 30 + spec.pollers / 200)
@@ -392,7 +404,7 @@ async def _hold(target: Target, spec: Spec, result: Result, channel: str) -> Non
         tracker.check_done()
         try:
             await asyncio.wait_for(tracker.done.wait(), 30)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             result.notes.append("not all woken within 30 s")
         if tracker.delivered:
             result.wake_all_ms = (tracker.last_receipt_ns - pubs.started_ns) / 1e6
@@ -455,7 +467,7 @@ async def run_scenario(
     try:
         await after_start(target)
         await asyncio.wait_for(body(), spec.time_limit_s + 120)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         result.notes.append(f"scenario stopped after {spec.time_limit_s + 120:.0f} s")
     except (ConnectionError, ProtocolError, OSError, RuntimeError) as exc:
         result.notes.append(f"failed: {type(exc).__name__}: {exc}")

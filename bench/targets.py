@@ -81,7 +81,7 @@ class Target(ABC):
         self._tmp: Path | None = None
 
     # -- lifecycle -------------------------------------------------------
-    def check_available(self) -> None:
+    def check_available(self) -> None:  # noqa: B027 - most targets need no check
         """Raise TargetUnavailable with a reason when the target cannot run."""
 
     @abstractmethod
@@ -358,7 +358,9 @@ class Nchan(Target):
         if shutil.which("nginx") is None:
             raise TargetUnavailable("nginx is not installed (apt-get install nginx-light)")
         if self._module() is None:
-            raise TargetUnavailable("the nchan module is missing (apt-get install libnginx-mod-nchan)")
+            raise TargetUnavailable(
+                "the nchan module is missing (apt-get install libnginx-mod-nchan)"
+            )
 
     def _command(self, tmp: Path) -> list[str]:
         with socket.socket() as probe:  # a free port; nginx cannot print the one it got
@@ -403,7 +405,10 @@ class Nchan(Target):
 
     def publish_request(self, channel: str, body: str) -> bytes:
         return request_bytes(
-            "POST", f"/pub/{channel}", {"Accept": "text/json", "Content-Type": "text/plain"}, body.encode()
+            "POST",
+            f"/pub/{channel}",
+            {"Accept": "text/json", "Content-Type": "text/plain"},
+            body.encode(),
         )
 
     async def held_polls(self, conn: Connection, channel: str) -> int | None:
@@ -417,4 +422,9 @@ class Nchan(Target):
 
 def all_targets(lp_args: Sequence[str] = ()) -> list[Target]:
     """Every target, in table order; the caller skips the unavailable ones."""
-    return [TornadoLP("memory", extra_args=lp_args), TornadoLP("sqlite", extra_args=lp_args), Floor(), Nchan()]
+    return [
+        TornadoLP("memory", extra_args=lp_args),
+        TornadoLP("sqlite", extra_args=lp_args),
+        Floor(),
+        Nchan(),
+    ]
