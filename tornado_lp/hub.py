@@ -154,12 +154,11 @@ class Hub:
         elsewhere, and with ``None`` after a reconnect, when notices may have been lost.
         """
         if channel is None:
-            for state in self._channels.values():
-                state.version += 1
-                state.cond.notify_all()
-            return
-        state = self._channels.get(channel)
-        if state is not None:
+            states = list(self._channels.values())
+        else:
+            one = self._channels.get(channel)
+            states = [one] if one is not None else []
+        for state in states:
             state.version += 1
             state.cond.notify_all()
 
