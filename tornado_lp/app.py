@@ -31,6 +31,7 @@ def make_app(
     max_message_bytes: int = 65536,
     poll_timeout_max: float = 60.0,
     publish_token: str | None = None,
+    max_waiters: int = 50_000,
     generate_every: float = 0.0,
     generate_channel: str = "default",
     static_path: str | None = None,
@@ -51,7 +52,7 @@ def make_app(
         raise ValueError("max_message_bytes must be at least 1")
     if not poll_timeout_max >= 0:
         raise ValueError("poll_timeout_max must be a number >= 0")
-    hub = Hub(storage if storage is not None else MemoryStorage())
+    hub = Hub(storage if storage is not None else MemoryStorage(), max_waiters=max_waiters)
     config = Config(
         max_message_bytes=max_message_bytes,
         poll_timeout_max=poll_timeout_max,

@@ -42,6 +42,13 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _positive_seconds(text: str) -> float:
+    value = _seconds(text)
+    if value == 0:
+        raise ValueError
+    return value
+
+
 def _channel(text: str) -> str:
     if not valid_channel(text):
         raise ValueError
@@ -82,6 +89,12 @@ OPTIONS: list[tuple[str, Callable[[str], Any] | None, Any, str]] = [
     ("max-channels", _named("an integer >= 1", _positive_int), 10000, "channels per store"),
     ("max-message-bytes", _named("an integer >= 1", _positive_int), 65536,
      "largest publish request body, in bytes"),
+    ("max-waiters", _named("an integer >= 1", _positive_int), 50_000,
+     "held polls per process; beyond it a poll gets 503 with Retry-After"),
+    ("idle-timeout", _named("seconds > 0", _positive_seconds), 60.0,
+     "close a connection that sends no complete request head for this long"),
+    ("body-timeout", _named("seconds > 0", _positive_seconds), 30.0,
+     "close a connection whose request body takes longer than this"),
     ("poll-timeout-max", _named("seconds >= 0", _seconds), 60.0,
      "longest hold a poll may ask for, in seconds"),
     ("generate-every", _named("seconds >= 0", _seconds), 0.0,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from typing import Any
 
 import tornado.web
@@ -15,10 +16,11 @@ from tornado.escape import json_encode
 
 from . import protocol
 from .auth import PublishDenied, check_publisher
-from .hub import Hold, Hub, PollResult
+from .hub import Hold, Hub, Overloaded, PollResult
 from .storage import ChannelLimitError, StorageError, StorageUnavailable
 
 __all__ = [
+    "ApiError",
     "ChannelInfoHandler",
     "HealthHandler",
     "JSONHandler",
@@ -30,6 +32,17 @@ __all__ = [
 log = logging.getLogger("tornado_lp.handlers")
 
 JSON_TYPE = "application/json; charset=utf-8"
+
+
+class ApiError(tornado.web.HTTPError):
+    """An HTTP error answered as ``{"error": message}``, with extra response headers.
+
+    (Tornado clears headers set before an error is raised; these survive.)
+    """
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(status, "%s", message)
+        self.headers = headers or {}
 
 
 class Config:
@@ -83,6 +96,9 @@ class JSONHandler(tornado.web.RequestHandler):
         exc_info = kwargs.get("exc_info")
         if exc_info is not None:
             error = exc_info[1]
+            if isinstance(error, ApiError):
+                for name, value in error.headers.items():
+                    self.set_header(name, value)
             if isinstance(error, tornado.web.HTTPError) and error.log_message:
                 message = error.log_message % error.args if error.args else error.log_message
             elif status_code >= 500:
@@ -104,6 +120,12 @@ class JSONHandler(tornado.web.RequestHandler):
             result = await self.hub.poll(channel, cursor, timeout, limit, self._hold)
         except StorageUnavailable as error:
             raise tornado.web.HTTPError(503, "storage unavailable: %s", error) from None
+        except Overloaded as error:
+            # Jittered, so a fleet of screens does not come back in one wave.
+            low, high = (1, 5) if self.hub.closing else (2, 15)
+            raise ApiError(
+                503, f"{error}: retry later", {"Retry-After": str(random.randint(low, high))}
+            ) from None
         if result is None or self.request.connection.stream.closed():  # type: ignore[union-attr]
             return None
         return result
@@ -177,9 +199,10 @@ class PublishHandler(JSONHandler):
                 self.request.remote_ip,
             )
         except PublishDenied as denied:
+            headers = {}
             if denied.status == 401:
-                self.set_header("WWW-Authenticate", 'Bearer realm="tornado_lp"')
-            raise tornado.web.HTTPError(denied.status, "%s", denied.message) from None
+                headers["WWW-Authenticate"] = 'Bearer realm="tornado_lp"'
+            raise ApiError(denied.status, denied.message, headers) from None
 
     def data_received(self, chunk: bytes) -> None:
         self._size += len(chunk)
