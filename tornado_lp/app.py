@@ -16,6 +16,7 @@ from .handlers import (
     PublishHandler,
 )
 from .hub import Hub
+from .logs import access_log_function
 from .resources import resource_dir
 from .seed import SeedCreateHandler, SeedUpdateHandler
 from .storage import MemoryStorage, Storage
@@ -32,8 +33,10 @@ def make_app(
     poll_timeout_max: float = 60.0,
     publish_token: str | None = None,
     max_waiters: int = 50_000,
+    subscribe_secret: str | None = None,
     generate_every: float = 0.0,
     generate_channel: str = "default",
+    log_format: str = "text",
     static_path: str | None = None,
     template_path: str | None = None,
     **settings: Any,
@@ -57,6 +60,7 @@ def make_app(
         max_message_bytes=max_message_bytes,
         poll_timeout_max=poll_timeout_max,
         publish_token=publish_token or None,
+        subscribe_secret=subscribe_secret or None,
     )
     deps = {"hub": hub, "config": config}
     routes: list[Any] = [
@@ -79,5 +83,6 @@ def make_app(
         template_path=template_path,
         hub=hub,
         generator=generator,
+        log_function=access_log_function(log_format == "json"),
         **settings,
     )

@@ -61,6 +61,12 @@ def _folder(text: str) -> str:
     return os.path.abspath(text)
 
 
+def _log_format(text: str) -> str:
+    if text.lower() not in {"text", "json"}:
+        raise ValueError
+    return text.lower()
+
+
 def _level(text: str) -> str:
     if text.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
         raise ValueError
@@ -104,12 +110,17 @@ OPTIONS: list[tuple[str, Callable[[str], Any] | None, Any, str]] = [
     ("publish-token", None, None,
      "token publishers must send as 'Authorization: Bearer <token>' "
      "(unset: only loopback clients may publish)"),
+    ("subscribe-secret", None, None,
+     "make every channel private: polls need ?token= signed with this secret "
+     "(make one with: python -m tornado_lp token --channel NAME --ttl 30d)"),
     ("xheaders", None, False,
      "trust X-Forwarded-For / X-Real-Ip from a reverse proxy for the client address"),
     ("static-path", _named("a folder", _folder), None,
      "serve static files from this folder instead of the installed static/"),
     ("template-path", _named("a folder", _folder), None,
      "load page templates from this folder instead of the installed templates/"),
+    ("log-format", _named("text or json", _log_format), "text",
+     "log lines as plain text or as one JSON object per line"),
     ("log-level", _named("one of debug, info, warning, error", _level), "INFO", "log level"),
 ]
 

@@ -17,7 +17,9 @@ from tornado.escape import json_encode
 from . import protocol
 from .auth import PublishDenied, check_publisher
 from .hub import Hold, Hub, Overloaded, PollResult
+from .logs import redacted_uri
 from .storage import ChannelLimitError, StorageError, StorageUnavailable
+from .tokens import TokenError, verify_token
 
 __all__ = [
     "ApiError",
@@ -48,7 +50,7 @@ class ApiError(tornado.web.HTTPError):
 class Config:
     """Per-application settings the handlers need (no global state)."""
 
-    __slots__ = ("max_message_bytes", "poll_timeout_max", "publish_token")
+    __slots__ = ("max_message_bytes", "poll_timeout_max", "publish_token", "subscribe_secret")
 
     def __init__(
         self,
@@ -56,10 +58,12 @@ class Config:
         max_message_bytes: int = 65536,
         poll_timeout_max: float = 60.0,
         publish_token: str | None = None,
+        subscribe_secret: str | None = None,
     ) -> None:
         self.max_message_bytes = max_message_bytes
         self.poll_timeout_max = poll_timeout_max
         self.publish_token = publish_token
+        self.subscribe_secret = subscribe_secret
 
 
 class JSONHandler(tornado.web.RequestHandler):
@@ -82,8 +86,11 @@ class JSONHandler(tornado.web.RequestHandler):
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         # An HTTPError is an answer, not a fault: the access log line says enough.
+        # Tornado's own message would include the full URI, tokens and all.
         if not isinstance(value, tornado.web.HTTPError):
-            super().log_exception(typ, value, tb)
+            request = self.request
+            log.error("uncaught exception in %s %s", request.method,
+                      redacted_uri(request.path, request.query), exc_info=(typ, value, tb))
 
     def write_json(self, status: int, payload: dict[str, Any]) -> None:
         self.set_status(status)
@@ -134,6 +141,16 @@ class JSONHandler(tornado.web.RequestHandler):
         if self._hold is not None:
             self._hold.cancel()
 
+    def check_subscriber(self, channel: str) -> None:
+        """With ``--subscribe-secret``, require a ``token`` argument that grants ``channel``."""
+        secret = self.config.subscribe_secret
+        if secret is None:
+            return
+        try:
+            verify_token(secret, self.get_argument("token", None), channel)
+        except TokenError as error:
+            raise ApiError(403, str(error)) from None
+
     def channel_or_400(self, name: str) -> str:
         if not protocol.valid_channel(name):
             raise tornado.web.HTTPError(
@@ -155,6 +172,7 @@ class PollHandler(JSONHandler):
 
     async def get(self, channel: str) -> None:
         channel = self.channel_or_400(channel)
+        self.check_subscriber(channel)
         arg = self.get_query_argument
         try:
             cursor = arg("cursor", None)
@@ -263,6 +281,7 @@ class ChannelInfoHandler(JSONHandler):
 
     async def get(self, channel: str) -> None:
         channel = self.channel_or_400(channel)
+        self.check_subscriber(channel)
         try:
             await self.hub.open()
             chunk = await self.hub.storage.read(channel, None, 1)

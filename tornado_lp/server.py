@@ -22,7 +22,9 @@ from . import __version__
 from .app import make_app
 from .config import parse_args
 from .hub import Hub
+from .logs import configure_logging
 from .storage import Limits, StorageConfigError, storage_from_url
+from .token_cli import token_main
 
 __all__ = ["main", "run"]
 
@@ -73,6 +75,8 @@ async def serve(options: argparse.Namespace) -> int:
             poll_timeout_max=options.poll_timeout_max,
             publish_token=options.publish_token,
             max_waiters=options.max_waiters,
+            subscribe_secret=options.subscribe_secret,
+            log_format=options.log_format,
             generate_every=options.generate_every,
             generate_channel=options.generate_channel,
             static_path=options.static_path,
@@ -124,11 +128,11 @@ async def serve(options: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    options = parse_args(argv)
-    logging.basicConfig(
-        level=options.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["token"]:
+        return token_main(args[1:])
+    options = parse_args(args)
+    configure_logging(options.log_level, options.log_format)
     return asyncio.run(serve(options))
 
 
