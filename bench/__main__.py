@@ -97,6 +97,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--lp-args", default="", help="extra tornado_lp options, e.g. '--log-level WARNING'"
     )
     p.add_argument(
+        "--lp-variant",
+        action="append",
+        default=[],
+        metavar="ARGS",
+        help="also run tornado_lp memory with these options, interleaved (A/B a change)",
+    )
+    p.add_argument(
         "--scenarios", default="", help="comma list of roles/kinds to run (e.g. fanout-a,hold)"
     )
     args = p.parse_args(argv)
@@ -150,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     if need + 50 > nofile:
         _log(f"RLIMIT_NOFILE is {nofile}; scenarios need about {need} sockets")
     targets: list[Target] = []
-    for target in all_targets(shlex.split(args.lp_args)):
+    for target in all_targets(shlex.split(args.lp_args), args.lp_variant):
         if not _wanted(target.name, args.targets):
             continue
         try:

@@ -228,10 +228,10 @@ async def _wait_held(
 
 
 def _drain_s(spec: Spec) -> float:
-    """How long to wait for deliveries after the last publish: 10 s plus 500 µs
-    per expected delivery, about twice what the slowest target (the floor) needs
-    on a busy machine."""
-    return 10 + spec.pollers * max(spec.messages, 1) * 500e-6
+    """How long to wait for deliveries after the last publish: 10 s plus 1 ms per
+    expected delivery, about 4x what the slowest target (the floor) needs alone;
+    other work on the machine can take more than half of its CPU."""
+    return 10 + spec.pollers * max(spec.messages, 1) * 1e-3
 
 
 def _finish_latency(result: Result, tracker: Tracker) -> None:

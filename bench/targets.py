@@ -17,6 +17,7 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -420,10 +421,20 @@ class Nchan(Target):
         return int(json.loads(resp.body)["subscribers"])
 
 
-def all_targets(lp_args: Sequence[str] = ()) -> list[Target]:
-    """Every target, in table order; the caller skips the unavailable ones."""
+def all_targets(lp_args: Sequence[str] = (), variants: Sequence[str] = ()) -> list[Target]:
+    """Every target, in table order; the caller skips the unavailable ones.
+
+    Each of ``variants`` (a string of tornado_lp options) adds a memory target
+    named after its options, so a change can be measured beside the default.
+    """
+    extra: list[Target] = []
+    for options in variants:
+        variant = TornadoLP("memory", extra_args=[*lp_args, *shlex.split(options)])
+        variant.name = f"tornado_lp memory [{options}]"
+        extra.append(variant)
     return [
         TornadoLP("memory", extra_args=lp_args),
+        *extra,
         TornadoLP("sqlite", extra_args=lp_args),
         Floor(),
         Nchan(),
