@@ -28,7 +28,7 @@ from .targets import Subscriber, Target
 __all__ = ["Result", "Spec", "run_scenario"]
 
 _POLL_HOLD_S = 55.0  # below tornado_lp's default --poll-timeout-max of 60
-_SETTLE_S = 0.25  # after the last delivery, so the re-polls it triggers are counted
+_SETTLE_S = 0.25  # after the last delivery (and its re-polls), before CPU is read
 
 
 @dataclass(frozen=True)
@@ -227,6 +227,17 @@ async def _wait_held(
     return f"only {held} of {n} polls held after {timeout:.0f} s"
 
 
+async def _wait_repolled(
+    target: Target, control: Connection, channel: str, n: int, result: Result
+) -> None:
+    """Wait until every poller's next poll is held again, so that the CPU read
+    afterwards includes the re-poll each delivery causes (a delivery costs one
+    answer plus one new request; the last one's re-polls would be missed)."""
+    note = await _wait_held(target, control, channel, n, 30)
+    if note:
+        result.notes.append(f"after the last delivery: {note}")
+
+
 def _drain_s(spec: Spec) -> float:
     """How long to wait for deliveries after the last publish: 10 s plus 1 ms per
     expected delivery, about 4x what the slowest target (the floor) needs alone;
@@ -288,6 +299,8 @@ async def _stream(target: Target, spec: Spec, result: Result, channel: str) -> N
             await asyncio.wait_for(tracker.done.wait(), drain)
         except TimeoutError:
             result.notes.append(f"not all delivered {drain:.0f} s after the last publish")
+        if spec.pollers:
+            await _wait_repolled(target, control, channel, spec.pollers, result)
         await asyncio.sleep(_SETTLE_S)
         cpu1, client1, t1 = tree.cpu_seconds(), client_cpu_seconds(), time.monotonic()
         result.expected = tracker.expected
@@ -408,6 +421,7 @@ async def _hold(target: Target, spec: Spec, result: Result, channel: str) -> Non
             result.notes.append("not all woken within 30 s")
         if tracker.delivered:
             result.wake_all_ms = (tracker.last_receipt_ns - pubs.started_ns) / 1e6
+        await _wait_repolled(target, control, channel, spec.pollers, result)
         await asyncio.sleep(_SETTLE_S)
         cpu1, client1, t1 = tree.cpu_seconds(), client_cpu_seconds(), time.monotonic()
         result.expected = tracker.expected
