@@ -1,0 +1,164 @@
+"""Hub: wake-ups, the lost wake-up window, cancelled holds, close."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tornado_lp.hub import Hold, Hub
+from tornado_lp.storage import Limits, MemoryStorage, Slice
+
+HOUR = 3600.0
+
+
+class GatedStorage(MemoryStorage):
+    """A real MemoryStorage whose next read, once armed, pauses after taking its snapshot.
+
+    That pause is the window an asynchronous store (a thread, a socket) opens
+    between a poll's read and its wait.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(Limits())
+        self.armed = False
+        self.snapshot_taken = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def read(self, channel: str, after: int | None, limit: int) -> Slice:
+        chunk = await super().read(channel, after, limit)
+        if self.armed:
+            self.armed = False
+            self.snapshot_taken.set()
+            await self.release.wait()
+        return chunk
+
+
+def test_publish_between_read_and_wait_still_releases_the_poll() -> None:
+    async def main() -> None:
+        storage = GatedStorage()
+        hub = Hub(storage)
+        await hub.publish("ch", "before")
+        storage.armed = True
+        poll = asyncio.ensure_future(hub.poll("ch", f"{storage.epoch}-1", HOUR, 10))
+        await storage.snapshot_taken.wait()  # the poll has read "nothing newer"...
+        await hub.publish("ch", "in the gap")  # ...and a publish lands before it waits
+        storage.release.set()
+        result = await asyncio.wait_for(poll, 10)  # a lost wake-up would hold for an hour
+        assert result is not None
+        assert [m.body for m in result.messages] == ["in the gap"]
+
+    asyncio.run(main())
+
+
+def test_publish_wakes_only_its_channel() -> None:
+    async def main() -> None:
+        hub = Hub(MemoryStorage())
+        await hub.open()
+        cursor = f"{hub.storage.epoch}-0"
+        a = asyncio.ensure_future(hub.poll("a", cursor, HOUR, 10))
+        b = asyncio.ensure_future(hub.poll("b", cursor, HOUR, 10))
+        while hub.waiters("a") == 0 or hub.waiters("b") == 0:
+            await asyncio.sleep(0)
+        await hub.publish("a", "for a")
+        result = await a
+        assert result is not None and [m.body for m in result.messages] == ["for a"]
+        assert not b.done() and hub.waiters("b") == 1
+        await hub.publish("b", "for b")
+        result = await b
+        assert result is not None and [m.body for m in result.messages] == ["for b"]
+
+    asyncio.run(main())
+
+
+def test_cancelled_holds_leave_no_trace() -> None:
+    async def main() -> None:
+        hub = Hub(MemoryStorage())
+        await hub.open()
+        cursor = f"{hub.storage.epoch}-0"
+        holds = [Hold() for _ in range(500)]
+        polls = [asyncio.ensure_future(hub.poll("quiet", cursor, HOUR, 10, h)) for h in holds]
+        while hub.waiters("quiet") < 500:
+            await asyncio.sleep(0)
+        assert hub.condition_backlog("quiet") == 500
+        for i, hold in enumerate(holds[:499]):
+            hold.cancel()
+            if i == 249:
+                assert await asyncio.gather(*polls[:250]) == [None] * 250
+                assert hub.waiters("quiet") == 250
+                # No publish happened, yet the Condition no longer holds the dropped futures.
+                assert hub.condition_backlog("quiet") <= 250
+        await asyncio.gather(*polls[:499])
+        assert hub.waiters("quiet") == 1
+        assert hub.condition_backlog("quiet") <= 2
+        holds[499].cancel()
+        assert await polls[499] is None
+        assert hub.waiters("quiet") == 0
+        assert hub.condition_backlog("quiet") == 0  # the channel state itself is gone
+        assert hub._channels == {}
+
+    asyncio.run(main())
+
+
+def test_timeout_answers_empty_with_same_cursor() -> None:
+    async def main() -> None:
+        hub = Hub(MemoryStorage())
+        message = await hub.publish("t", "x")
+        result = await hub.poll("t", message.id, 0.05, 10)
+        assert result is not None
+        assert (result.messages, result.cursor, result.more, result.missed, result.reset) == (
+            [], message.id, False, False, False
+        )
+        assert hub.waiters("t") == 0
+
+    asyncio.run(main())
+
+
+def test_close_answers_every_held_poll() -> None:
+    async def main() -> None:
+        hub = Hub(MemoryStorage())
+        await hub.open()
+        cursor = f"{hub.storage.epoch}-0"
+        polls = [asyncio.ensure_future(hub.poll(f"c{i % 3}", cursor, HOUR, 10)) for i in range(30)]
+        while hub.total_waiters() < 30:
+            await asyncio.sleep(0)
+        await hub.close()
+        results = await asyncio.gather(*polls)
+        assert all(r is not None and r.messages == [] and r.cursor == cursor for r in results)
+        assert hub.total_waiters() == 0
+
+    asyncio.run(main())
+
+
+def test_answers_encode_as_json() -> None:
+    import json
+
+    async def main() -> None:
+        hub = Hub(MemoryStorage())
+        await hub.publish("j", 'quote " backslash \\ </script> ünï')
+        result = await hub.poll("j", None, 0, 10)
+        assert result is not None
+        decoded = json.loads(result.encode())
+        assert decoded["messages"][0]["body"] == 'quote " backslash \\ </script> ünï'
+        assert set(decoded) == {"messages", "cursor", "more", "missed", "reset"}
+
+    asyncio.run(main())
+
+
+def test_wake_all_rechecks_every_channel() -> None:
+    async def main() -> None:
+        storage = MemoryStorage()
+        hub = Hub(storage)
+        await hub.open()
+        cursor = f"{storage.epoch}-0"
+        polls = [asyncio.ensure_future(hub.poll(f"w{i}", cursor, HOUR, 10)) for i in range(3)]
+        while hub.total_waiters() < 3:
+            await asyncio.sleep(0)
+        # Messages stored behind the hub's back (as by another process whose notice was lost):
+        for i in range(3):
+            await storage.append(f"w{i}", f"late {i}")
+        hub.wake(None)
+        results = await asyncio.gather(*polls)
+        assert [[m.body for m in r.messages] for r in results if r] == [
+            ["late 0"], ["late 1"], ["late 2"]
+        ]
+
+    asyncio.run(main())

@@ -1,0 +1,82 @@
+"""``make_app()``: the Tornado Application, with everything passed in explicitly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tornado.web
+
+from .generator import Generator
+from .handlers import (
+    ChannelInfoHandler,
+    Config,
+    HealthHandler,
+    NotFoundHandler,
+    PollHandler,
+    PublishHandler,
+)
+from .hub import Hub
+from .resources import resource_dir
+from .seed import SeedCreateHandler, SeedUpdateHandler
+from .storage import MemoryStorage, Storage
+
+__all__ = ["make_app"]
+
+_CHANNEL = r"([^/]+)"
+
+
+def make_app(
+    storage: Storage | None = None,
+    *,
+    max_message_bytes: int = 65536,
+    poll_timeout_max: float = 60.0,
+    publish_token: str | None = None,
+    generate_every: float = 0.0,
+    generate_channel: str = "default",
+    static_path: str | None = None,
+    template_path: str | None = None,
+    **settings: Any,
+) -> tornado.web.Application:
+    """Build the application over ``storage`` (a fresh :class:`MemoryStorage` by default).
+
+    The storage is opened lazily on first use; ``app.settings["hub"]`` is the
+    :class:`~tornado_lp.hub.Hub` (call ``await hub.close()`` to answer held
+    polls and close the storage). With ``generate_every > 0`` a generator is
+    started on the current IOLoop (``app.settings["generator"]``). Other
+    keyword arguments are Tornado Application settings. Two apps share nothing.
+    """
+    static_path = static_path or resource_dir("static")
+    template_path = template_path or resource_dir("templates")
+    if max_message_bytes < 1:
+        raise ValueError("max_message_bytes must be at least 1")
+    if not poll_timeout_max >= 0:
+        raise ValueError("poll_timeout_max must be a number >= 0")
+    hub = Hub(storage if storage is not None else MemoryStorage())
+    config = Config(
+        max_message_bytes=max_message_bytes,
+        poll_timeout_max=poll_timeout_max,
+        publish_token=publish_token or None,
+    )
+    deps = {"hub": hub, "config": config}
+    routes: list[Any] = [
+        (rf"/channels/{_CHANNEL}/poll", PollHandler, deps),
+        (rf"/channels/{_CHANNEL}/messages", PublishHandler, deps),
+        (rf"/channels/{_CHANNEL}", ChannelInfoHandler, deps),
+        (r"/healthz", HealthHandler, deps),
+        (r"/update", SeedUpdateHandler, deps),
+        (r"/(?:create|new)", SeedCreateHandler, deps),
+    ]
+    generator = None
+    if generate_every > 0:
+        generator = Generator(hub, generate_channel, generate_every)
+        generator.start()
+    return tornado.web.Application(
+        routes,
+        default_handler_class=NotFoundHandler,
+        default_handler_args=deps,
+        static_path=static_path,
+        template_path=template_path,
+        hub=hub,
+        generator=generator,
+        **settings,
+    )

@@ -1,0 +1,156 @@
+"""Command-line options, each also read from ``TORNADO_LP_<NAME>`` in the environment.
+
+Precedence: command line, then environment, then the default. A bad value is
+one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NoReturn
+
+from . import __version__
+from .protocol import valid_channel
+
+__all__ = ["build_parser", "parse_args"]
+
+ENV_PREFIX = "TORNADO_LP_"
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not (value >= 0 and math.isfinite(value)):
+        raise ValueError
+    return value
+
+
+def _channel(text: str) -> str:
+    if not valid_channel(text):
+        raise ValueError
+    return text
+
+
+def _folder(text: str) -> str:
+    if not os.path.isdir(text):
+        raise ValueError
+    return os.path.abspath(text)
+
+
+def _level(text: str) -> str:
+    if text.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ValueError
+    return text.upper()
+
+
+def _named(kind: str, func: Callable[[str], Any]) -> Callable[[str], Any]:
+    def convert(text: str) -> Any:
+        try:
+            return func(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+
+    return convert
+
+
+# name, type, default, help
+OPTIONS: list[tuple[str, Callable[[str], Any] | None, Any, str]] = [
+    ("address", None, "127.0.0.1", "address to listen on"),
+    ("port", _named("a port number 0-65535", _port), 8888, "port to listen on (0: any free port)"),
+    ("storage", None, "memory://", "storage URL: memory://"),
+    ("max-messages", _named("an integer >= 1", _positive_int), 1000,
+     "messages retained per channel"),
+    ("max-age", _named("seconds >= 0", _seconds), 0.0,
+     "drop messages older than this many seconds (0: keep until --max-messages)"),
+    ("max-channels", _named("an integer >= 1", _positive_int), 10000, "channels per store"),
+    ("max-message-bytes", _named("an integer >= 1", _positive_int), 65536,
+     "largest publish request body, in bytes"),
+    ("poll-timeout-max", _named("seconds >= 0", _seconds), 60.0,
+     "longest hold a poll may ask for, in seconds"),
+    ("generate-every", _named("seconds >= 0", _seconds), 0.0,
+     "publish a random message every this many seconds (0: off)"),
+    ("generate-channel", _named("a channel name (1-64 of A-Z a-z 0-9 _ . -)", _channel), "default",
+     "channel the generator publishes to"),
+    ("publish-token", None, None,
+     "token publishers must send as 'Authorization: Bearer <token>' "
+     "(unset: only loopback clients may publish)"),
+    ("xheaders", None, False,
+     "trust X-Forwarded-For / X-Real-Ip from a reverse proxy for the client address"),
+    ("static-path", _named("a folder", _folder), None,
+     "serve static files from this folder instead of the installed static/"),
+    ("template-path", _named("a folder", _folder), None,
+     "load page templates from this folder instead of the installed templates/"),
+    ("log-level", _named("one of debug, info, warning, error", _level), "INFO", "log level"),
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _env_default(
+    name: str, convert: Callable[[str], Any] | None, default: Any, environ: Mapping[str, str]
+) -> Any:
+    key = ENV_PREFIX + name.upper().replace("-", "_")
+    if key not in environ:
+        return default
+    text = environ[key]
+    if isinstance(default, bool):
+        if text.lower() in {"1", "true", "yes", "on"}:
+            return True
+        if text.lower() in {"", "0", "false", "no", "off"}:
+            return False
+        _fail(f"{key}: expected true or false, got {text!r}")
+    if convert is None:
+        return text
+    try:
+        return convert(text)
+    except argparse.ArgumentTypeError as error:
+        _fail(f"{key}: {error}")
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"tornado-lp: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    environ = os.environ if environ is None else environ
+    parser = _Parser(
+        prog="tornado-lp",
+        description="HTTP long-polling message server for ticker screens. "
+        f"Every option can also be set as {ENV_PREFIX}<NAME> in the environment.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"tornado_lp {__version__}")
+    for name, convert, default, text in OPTIONS:
+        value = _env_default(name, convert, default, environ)
+        if isinstance(default, bool):
+            parser.add_argument(f"--{name}", action="store_true", default=value, help=text)
+        else:
+            parser.add_argument(f"--{name}", type=convert or str, default=value, help=text)
+    return parser
+
+
+def parse_args(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+) -> argparse.Namespace:
+    return build_parser(environ).parse_args(argv)

@@ -1,0 +1,288 @@
+"""The hub: per-channel wake-ups over a :class:`~tornado_lp.storage.Storage`.
+
+Publishing appends to storage, then wakes the channel's held polls. A poll
+reads storage; if nothing is newer it waits on the channel's
+:class:`tornado.locks.Condition` and reads again when woken.
+
+No lost wake-up: every channel has a ``version`` bumped by each wake. A poll
+notes the version *before* it reads; if the version moved while the read was
+in flight (a publish landed between the read and the wait), it reads again
+instead of waiting. With asynchronous stores (SQLite on a thread, Redis over
+the network) that gap is real.
+
+Channel state (the Condition) is made on demand and dropped when the last
+held poll leaves. Cancelled waits are purged from the Condition at once, not
+left until the next publish (see :class:`_ChannelCondition`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from dataclasses import dataclass
+
+from tornado.ioloop import IOLoop
+from tornado.locks import Condition
+
+from .protocol import format_cursor, parse_cursor
+from .storage import Message, Storage
+
+__all__ = ["Hold", "Hub", "PollResult"]
+
+log = logging.getLogger("tornado_lp.hub")
+
+
+class _ChannelCondition(Condition):
+    """A Condition that forgets cancelled waiters.
+
+    Tornado's Condition keeps a cancelled ``wait()`` future in its waiter deque
+    until the next ``notify``; on a quiet channel that thousands of screens
+    poll and drop, that is a leak. ``forget()`` counts cancellations and sweeps
+    the deque once they are at least half of it: amortised O(1) per waiter.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._abandoned = 0
+
+    def forget(self) -> None:
+        self._abandoned += 1
+        if self._abandoned * 2 >= len(self._waiters):
+            self._waiters = deque(w for w in self._waiters if not w.done())
+            self._abandoned = 0
+
+    @property
+    def pending(self) -> int:
+        """Futures still in the waiter deque (for tests and metrics)."""
+        return len(self._waiters)
+
+
+class _ChannelState:
+    __slots__ = ("cond", "holds", "version")
+
+    def __init__(self) -> None:
+        self.cond = _ChannelCondition()
+        self.version = 0
+        self.holds = 0
+
+
+class Hold:
+    """One held poll, from the handler's side: :meth:`cancel` ends it (client gone)."""
+
+    __slots__ = ("cancelled", "future")
+
+    def __init__(self) -> None:
+        self.future: asyncio.Future[bool] | None = None
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self.future is not None and not self.future.done():
+            self.future.cancel()
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """A poll answer. ``encode()`` gives the JSON body shared by identical answers."""
+
+    messages: list[Message]
+    cursor: str
+    more: bool = False
+    missed: bool = False
+    reset: bool = False
+
+    def encode(self) -> bytes:
+        body = ",".join(m.encoded for m in self.messages)
+        return (
+            f'{{"messages":[{body}],"cursor":"{self.cursor}",'
+            f'"more":{_JSON_BOOL[self.more]},"missed":{_JSON_BOOL[self.missed]},'
+            f'"reset":{_JSON_BOOL[self.reset]}}}'
+        ).encode()
+
+
+_JSON_BOOL = {True: "true", False: "false"}
+
+
+class Hub:
+    """Publish and poll over one storage. Owns no global state."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self._channels: dict[str, _ChannelState] = {}
+        self._opened = False
+        self._closing = False
+        self.storage.watch(self.wake)
+
+    # -- lifecycle -------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open the storage (idempotent). Called lazily by every operation."""
+        if not self._opened:
+            await self.storage.open()
+            self._opened = True
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    async def close(self) -> None:
+        """Answer every held poll (empty), then close the storage."""
+        self._closing = True
+        self.wake(None)
+        # Let woken polls write their answers before the store goes away.
+        for _ in range(100):
+            if not self._channels:
+                break
+            await asyncio.sleep(0.01)
+        await self.storage.close()
+
+    # -- publishing ------------------------------------------------------
+
+    async def publish(self, channel: str, body: str) -> Message:
+        """Store a message, then wake the channel's held polls."""
+        if not self._opened:
+            await self.open()
+        message = await self.storage.append(channel, body)
+        self.wake(channel)
+        return message
+
+    def wake(self, channel: str | None) -> None:
+        """Release every poll held on ``channel`` (``None``: on every channel) to re-read storage.
+
+        Storage backends shared between processes call this for publishes made
+        elsewhere, and with ``None`` after a reconnect, when notices may have been lost.
+        """
+        if channel is None:
+            states = list(self._channels.values())
+        else:
+            one = self._channels.get(channel)
+            states = [one] if one is not None else []
+        for state in states:
+            state.version += 1
+            state.cond.notify_all()
+
+    # -- polling ---------------------------------------------------------
+
+    def waiters(self, channel: str) -> int:
+        """Polls currently held on ``channel`` in this process."""
+        state = self._channels.get(channel)
+        return state.holds if state is not None else 0
+
+    def total_waiters(self) -> int:
+        return sum(state.holds for state in self._channels.values())
+
+    def condition_backlog(self, channel: str) -> int:
+        """Futures in the channel Condition's waiter list (0 if no state)."""
+        state = self._channels.get(channel)
+        return state.cond.pending if state is not None else 0
+
+    async def poll(
+        self,
+        channel: str,
+        cursor: str | None,
+        timeout: float,
+        limit: int,
+        hold: Hold | None = None,
+    ) -> PollResult | None:
+        """Answer a poll, holding up to ``timeout`` seconds when nothing is newer.
+
+        ``cursor`` must already be well-formed (see :func:`parse_cursor`).
+        Returns ``None`` only when ``hold`` was cancelled.
+        """
+        if not self._opened:
+            await self.open()
+        parsed = parse_cursor(cursor)
+        storage = self.storage
+        reset = False
+        after: int | None = None
+        if parsed is not None:
+            if parsed.epoch == storage.epoch:
+                after = parsed.seq
+            else:
+                reset = True
+        if timeout <= 0 or self._closing:
+            return await self._read_once(channel, after, limit, reset)
+
+        state = self._channels.get(channel)
+        if state is None:
+            state = self._channels[channel] = _ChannelState()
+        state.holds += 1
+        deadline = IOLoop.current().time() + timeout
+        try:
+            while True:
+                version = state.version
+                chunk = await storage.read(channel, after, limit)
+                if hold is not None and hold.cancelled:
+                    return None
+                if after is not None and after > chunk.last_seq:
+                    reset, after = True, None
+                    continue
+                result = _result(storage.epoch, chunk.messages, chunk.last_seq,
+                                 chunk.first_seq, after, reset)
+                if result is not None:
+                    return result
+                if after is None:
+                    after = chunk.last_seq
+                if self._closing or IOLoop.current().time() >= deadline:
+                    return PollResult([], format_cursor(storage.epoch, after), reset=reset)
+                if state.version != version:
+                    continue
+                future = state.cond.wait(deadline)
+                if hold is not None:
+                    hold.future = future  # type: ignore[assignment]
+                try:
+                    await future
+                except asyncio.CancelledError:
+                    state.cond.forget()
+                    if hold is not None and hold.cancelled:
+                        return None
+                    raise
+        finally:
+            state.holds -= 1
+            if state.holds == 0 and self._channels.get(channel) is state:
+                del self._channels[channel]
+
+    async def _read_once(
+        self, channel: str, after: int | None, limit: int, reset: bool
+    ) -> PollResult:
+        storage = self.storage
+        chunk = await storage.read(channel, after, limit)
+        if after is not None and after > chunk.last_seq:
+            reset, after = True, None
+            chunk = await storage.read(channel, None, limit)
+        result = _result(storage.epoch, chunk.messages, chunk.last_seq,
+                         chunk.first_seq, after, reset)
+        if result is not None:
+            return result
+        return PollResult([], format_cursor(storage.epoch, chunk.last_seq), reset=reset)
+
+
+def _result(
+    epoch: str,
+    messages: list[Message],
+    last_seq: int,
+    first_seq: int,
+    after: int | None,
+    reset: bool,
+) -> PollResult | None:
+    """The answer for a read, or ``None`` if there is nothing to answer yet."""
+    if after is None:
+        if not messages:
+            return None
+        return PollResult(messages, messages[-1].id, more=False, missed=False, reset=reset)
+    if after >= last_seq:
+        return None
+    # Something newer than the cursor exists; anything before first_seq is gone.
+    missed = first_seq > after + 1
+    if not messages:
+        return PollResult([], format_cursor(epoch, last_seq), missed=missed, reset=reset)
+    return PollResult(
+        messages,
+        messages[-1].id,
+        more=messages[-1].seq < last_seq,
+        missed=missed,
+        reset=reset,
+    )
+
+
