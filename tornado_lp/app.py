@@ -16,6 +16,7 @@ from .handlers import (
     PublishHandler,
 )
 from .hub import Hub
+from .pages import PublishPageHandler, TickerPageHandler
 from .resources import resource_dir
 from .seed import SeedCreateHandler, SeedUpdateHandler
 from .storage import MemoryStorage, Storage
@@ -65,6 +66,8 @@ def make_app(
         (r"/healthz", HealthHandler, deps),
         (r"/update", SeedUpdateHandler, deps),
         (r"/(?:create|new)", SeedCreateHandler, deps),
+        (r"/", TickerPageHandler, deps),
+        (r"/publish", PublishPageHandler, deps),
     ]
     generator = None
     if generate_every > 0:

@@ -121,7 +121,9 @@ def parse_ticker_options(query: dict[str, str | None], hold_max: float) -> Ticke
     elif max_text.isascii() and max_text.isdigit() and 1 <= int(max_text[:5]) <= protocol.MAX_LIMIT:
         max_items = int(max_text)
     else:
-        raise OptionError(f"max must be an integer from 1 to {protocol.MAX_LIMIT}, got {max_text[:40]!r}")
+        raise OptionError(
+            f"max must be an integer from 1 to {protocol.MAX_LIMIT}, got {max_text[:40]!r}"
+        )
     hold = min(
         _number("hold", query.get("hold"), protocol.DEFAULT_TIMEOUT, 0, 3600), hold_max
     )

@@ -37,6 +37,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 _URL = re.compile(r"http://\S+")
+LOOPBACK = "http://127.0.0.1"
 
 
 def _missing(what: str) -> NoReturn:
@@ -61,7 +62,7 @@ class LiveServer:
         self.port = 0
         self.url = ""
         self.proc: subprocess.Popen[bytes] | None = None
-        self.log = tempfile.NamedTemporaryFile(prefix="tornado_lp_browser_", suffix=".log")  # noqa: SIM115
+        self.log = tempfile.NamedTemporaryFile(prefix="tornado_lp_browser_", suffix=".log")
 
     def start(self, timeout: float = 15.0) -> LiveServer:
         command = [sys.executable, "-m", "tornado_lp", "--port", str(self.port), *self.args]
@@ -114,7 +115,11 @@ class LiveServer:
     # -- HTTP helpers (from the test process, i.e. from loopback) ----------
 
     def request(
-        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, Any]]:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         try:
@@ -150,8 +155,14 @@ def serve() -> Iterator[Callable[..., LiveServer]]:
 # ------------------------------------------------------------------- browser
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium for one test module.
+
+    Module scope, not session: while Playwright's sync API is active it owns
+    an event loop in the main thread, and the other tests' ``asyncio.run()``
+    would refuse to start.
+    """
     if not CHROMIUM.exists():
         _missing("the Debian package chromium (/usr/bin/chromium)")
     try:
@@ -211,7 +222,7 @@ def open_page(browser: Any) -> Iterator[Callable[..., PageWatch]]:
 
     def make(**context_args: Any) -> PageWatch:
         context = browser.new_context(**context_args)
-        context.route(lambda url: not url.startswith("http://127.0.0.1"), lambda route: route.abort())
+        context.route(lambda url: not url.startswith(LOOPBACK), lambda route: route.abort())
         watch = PageWatch(context)
         watches.append(watch)
         return watch
@@ -239,6 +250,15 @@ def track_bodies(page: Any) -> list[str]:
     """Message bodies on the scrolling track, in track order."""
     return page.eval_on_selector_all(  # type: ignore[no-any-return]
         "#track .msg .body", "els => els.map(e => e.textContent)"
+    )
+
+
+def wait_entry(page: Any, body: str, timeout: float = 30_000) -> None:
+    """Wait until the ticker's model holds a message with this body."""
+    page.wait_for_function(
+        "b => window.tornadoTicker.snapshot().entries.some(e => e.body === b)",
+        arg=body,
+        timeout=timeout,
     )
 
 

@@ -7,7 +7,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .conftest import LiveServer, PageWatch, bodies, snapshot, track_bodies, wait_status
+from .conftest import (
+    LiveServer,
+    PageWatch,
+    bodies,
+    snapshot,
+    track_bodies,
+    wait_entry,
+    wait_status,
+)
 
 XSS = "<img src=x onerror=alert(1)>"
 SCRIPT = "<script>window.pwned = 1</script>"
@@ -119,10 +127,10 @@ def test_two_thousand_messages_keep_the_page_bounded_and_responsive(
             connection.close()
 
     burst(0, 1000)
-    page.wait_for_function("() => window.tornadoTicker.snapshot().entries.some(e => e.body === 'm999')")
+    wait_entry(page, "m999")
     heap_1000 = heap_after_gc()
     burst(1000, 1000)
-    page.wait_for_function("() => window.tornadoTicker.snapshot().entries.some(e => e.body === 'm1999')")
+    wait_entry(page, "m1999")
     heap_2000 = heap_after_gc()
 
     state = snapshot(page)
@@ -143,16 +151,16 @@ def test_two_thousand_messages_keep_the_page_bounded_and_responsive(
     frames = page.evaluate(
         """() => new Promise(done => {
              let n = 0; const t0 = performance.now();
-             const tick = () => { n++; performance.now() - t0 < 500 ? requestAnimationFrame(tick) : done(n); };
+             const tick = () => {
+               n++;
+               if (performance.now() - t0 < 500) requestAnimationFrame(tick); else done(n);
+             };
              requestAnimationFrame(tick);
            })"""
     )
     assert frames >= 10
     server.publish("burst", "after the storm")
-    page.wait_for_function(
-        "() => window.tornadoTicker.snapshot().entries.some(e => e.body === 'after the storm')",
-        timeout=1000,
-    )
+    wait_entry(page, "after the storm", timeout=1000)
     watch.assert_clean()
 
 
