@@ -110,7 +110,9 @@
     this.controller = null;
     this.sleepTimer = null;
     this.wakeSleeper = null;
-    this.polls = 0; // requests sent, for tests and the status corner
+    this.polls = 0; // requests sent (for tests and debugging, as the two below)
+    this.resets = 0; // answers with reset: true
+    this.gaps = 0; // answers with missed: true
   }
 
   Poller.prototype.start = function () {
@@ -220,6 +222,8 @@
     this.attempt = 0;
     this.failingSince = null;
     this.lastError = null;
+    if (answer.reset) this.resets += 1;
+    if (answer.missed) this.gaps += 1;
     this.sink.messages(this.channel, answer);
     this.cursor = answer.cursor;
     saveCursor(this.channel, this.cursor);
@@ -644,7 +648,16 @@
           }),
           track: ticker.items.length,
           pollers: pollers.map(function (p) {
-            return { channel: p.channel, state: p.state, attempt: p.attempt, cursor: p.cursor, polls: p.polls, lastError: p.lastError };
+            return {
+              channel: p.channel,
+              state: p.state,
+              attempt: p.attempt,
+              cursor: p.cursor,
+              polls: p.polls,
+              resets: p.resets,
+              gaps: p.gaps,
+              lastError: p.lastError,
+            };
           }),
         };
       },
