@@ -20,7 +20,8 @@ def test_operator_page_publishes_with_the_token_and_shows_401_without(
     sent: list[Any] = []
     page.on("request", lambda r: sent.append(r) if r.method == "POST" else None)
     response = page.goto(server.url + "publish?channel=ops")
-    assert response is not None and "script-src 'self'" in response.headers["content-security-policy"]
+    assert response is not None
+    assert "script-src 'self'" in response.headers["content-security-policy"]
     assert page.input_value("#channel") == "ops"
 
     page.fill("#message", "Hall B <b>closed</b>")
