@@ -259,6 +259,11 @@
     this.band = root.querySelector("#band");
     this.track = root.querySelector("#track");
     this.empty = root.querySelector("#empty");
+    this.latest = root.querySelector("#latest");
+    this.latestChannel = root.querySelector("#latest-channel");
+    this.latestTime = root.querySelector("#latest-time");
+    this.latestBody = root.querySelector("#latest-body");
+    this.shownLatest = null;
     this.entries = []; // [{id, channel, body, ts}] sorted by ts
     this.byKey = new Map(); // key(entry) -> entry; ids are unique per channel only
     this.items = []; // [{el, width, entry|null, fresh}] in track order
@@ -504,8 +509,18 @@
     }
   };
 
+  /** The empty-line hint and the "latest" headline follow the model. */
   Ticker.prototype.updateEmpty = function () {
     this.empty.hidden = this.entries.length > 0;
+    var newest = this.newest();
+    if (newest === this.shownLatest) return;
+    this.shownLatest = newest;
+    this.latest.hidden = newest === null;
+    if (newest === null) return;
+    this.latestChannel.textContent = newest.channel;
+    this.latestChannel.hidden = !this.multiChannel;
+    this.latestTime.textContent = formatClock(new Date(newest.ts * 1000), false);
+    this.latestBody.textContent = newest.body;
   };
 
   Ticker.prototype.newest = function () {
