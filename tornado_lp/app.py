@@ -16,6 +16,7 @@ from .handlers import (
     PublishHandler,
 )
 from .hub import Hub
+from .logs import access_log_function
 from .pages import PublishPageHandler, TickerPageHandler
 from .resources import resource_dir
 from .seed import SeedCreateHandler, SeedUpdateHandler
@@ -32,8 +33,11 @@ def make_app(
     max_message_bytes: int = 65536,
     poll_timeout_max: float = 60.0,
     publish_token: str | None = None,
+    max_waiters: int = 50_000,
+    subscribe_secret: str | None = None,
     generate_every: float = 0.0,
     generate_channel: str = "default",
+    log_format: str = "text",
     static_path: str | None = None,
     template_path: str | None = None,
     **settings: Any,
@@ -52,11 +56,12 @@ def make_app(
         raise ValueError("max_message_bytes must be at least 1")
     if not poll_timeout_max >= 0:
         raise ValueError("poll_timeout_max must be a number >= 0")
-    hub = Hub(storage if storage is not None else MemoryStorage())
+    hub = Hub(storage if storage is not None else MemoryStorage(), max_waiters=max_waiters)
     config = Config(
         max_message_bytes=max_message_bytes,
         poll_timeout_max=poll_timeout_max,
         publish_token=publish_token or None,
+        subscribe_secret=subscribe_secret or None,
     )
     deps = {"hub": hub, "config": config}
     routes: list[Any] = [
@@ -81,5 +86,6 @@ def make_app(
         template_path=template_path,
         hub=hub,
         generator=generator,
+        log_function=access_log_function(log_format == "json"),
         **settings,
     )

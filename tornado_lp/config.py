@@ -42,6 +42,13 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _positive_seconds(text: str) -> float:
+    value = _seconds(text)
+    if value == 0:
+        raise ValueError
+    return value
+
+
 def _channel(text: str) -> str:
     if not valid_channel(text):
         raise ValueError
@@ -52,6 +59,12 @@ def _folder(text: str) -> str:
     if not os.path.isdir(text):
         raise ValueError
     return os.path.abspath(text)
+
+
+def _log_format(text: str) -> str:
+    if text.lower() not in {"text", "json"}:
+        raise ValueError
+    return text.lower()
 
 
 def _level(text: str) -> str:
@@ -82,6 +95,12 @@ OPTIONS: list[tuple[str, Callable[[str], Any] | None, Any, str]] = [
     ("max-channels", _named("an integer >= 1", _positive_int), 10000, "channels per store"),
     ("max-message-bytes", _named("an integer >= 1", _positive_int), 65536,
      "largest publish request body, in bytes"),
+    ("max-waiters", _named("an integer >= 1", _positive_int), 50_000,
+     "held polls per process; beyond it a poll gets 503 with Retry-After"),
+    ("idle-timeout", _named("seconds > 0", _positive_seconds), 60.0,
+     "close a connection that sends no complete request head for this long"),
+    ("body-timeout", _named("seconds > 0", _positive_seconds), 30.0,
+     "close a connection whose request body takes longer than this"),
     ("poll-timeout-max", _named("seconds >= 0", _seconds), 60.0,
      "longest hold a poll may ask for, in seconds"),
     ("generate-every", _named("seconds >= 0", _seconds), 0.0,
@@ -91,12 +110,17 @@ OPTIONS: list[tuple[str, Callable[[str], Any] | None, Any, str]] = [
     ("publish-token", None, None,
      "token publishers must send as 'Authorization: Bearer <token>' "
      "(unset: only loopback clients may publish)"),
+    ("subscribe-secret", None, None,
+     "make every channel private: polls need ?token= signed with this secret "
+     "(make one with: python -m tornado_lp token --channel NAME --ttl 30d)"),
     ("xheaders", None, False,
      "trust X-Forwarded-For / X-Real-Ip from a reverse proxy for the client address"),
     ("static-path", _named("a folder", _folder), None,
      "serve static files from this folder instead of the installed static/"),
     ("template-path", _named("a folder", _folder), None,
      "load page templates from this folder instead of the installed templates/"),
+    ("log-format", _named("text or json", _log_format), "text",
+     "log lines as plain text or as one JSON object per line"),
     ("log-level", _named("one of debug, info, warning, error", _level), "INFO", "log level"),
 ]
 

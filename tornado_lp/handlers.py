@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from typing import Any
 
 import tornado.web
@@ -15,10 +16,13 @@ from tornado.escape import json_encode
 
 from . import protocol
 from .auth import PublishDenied, check_publisher
-from .hub import Hold, Hub, PollResult
+from .hub import Hold, Hub, Overloaded, PollResult
+from .logs import redacted_uri
 from .storage import ChannelLimitError, StorageError, StorageUnavailable
+from .tokens import TokenError, verify_token
 
 __all__ = [
+    "ApiError",
     "ChannelInfoHandler",
     "HealthHandler",
     "JSONHandler",
@@ -32,10 +36,21 @@ log = logging.getLogger("tornado_lp.handlers")
 JSON_TYPE = "application/json; charset=utf-8"
 
 
+class ApiError(tornado.web.HTTPError):
+    """An HTTP error answered as ``{"error": message}``, with extra response headers.
+
+    (Tornado clears headers set before an error is raised; these survive.)
+    """
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(status, "%s", message)
+        self.headers = headers or {}
+
+
 class Config:
     """Per-application settings the handlers need (no global state)."""
 
-    __slots__ = ("max_message_bytes", "poll_timeout_max", "publish_token")
+    __slots__ = ("max_message_bytes", "poll_timeout_max", "publish_token", "subscribe_secret")
 
     def __init__(
         self,
@@ -43,10 +58,12 @@ class Config:
         max_message_bytes: int = 65536,
         poll_timeout_max: float = 60.0,
         publish_token: str | None = None,
+        subscribe_secret: str | None = None,
     ) -> None:
         self.max_message_bytes = max_message_bytes
         self.poll_timeout_max = poll_timeout_max
         self.publish_token = publish_token
+        self.subscribe_secret = subscribe_secret
 
 
 class JSONHandler(tornado.web.RequestHandler):
@@ -69,8 +86,11 @@ class JSONHandler(tornado.web.RequestHandler):
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         # An HTTPError is an answer, not a fault: the access log line says enough.
+        # Tornado's own message would include the full URI, tokens and all.
         if not isinstance(value, tornado.web.HTTPError):
-            super().log_exception(typ, value, tb)
+            request = self.request
+            log.error("uncaught exception in %s %s", request.method,
+                      redacted_uri(request.path, request.query), exc_info=(typ, value, tb))
 
     def write_json(self, status: int, payload: dict[str, Any]) -> None:
         self.set_status(status)
@@ -83,6 +103,9 @@ class JSONHandler(tornado.web.RequestHandler):
         exc_info = kwargs.get("exc_info")
         if exc_info is not None:
             error = exc_info[1]
+            if isinstance(error, ApiError):
+                for name, value in error.headers.items():
+                    self.set_header(name, value)
             if isinstance(error, tornado.web.HTTPError) and error.log_message:
                 message = error.log_message % error.args if error.args else error.log_message
             elif status_code >= 500:
@@ -104,6 +127,12 @@ class JSONHandler(tornado.web.RequestHandler):
             result = await self.hub.poll(channel, cursor, timeout, limit, self._hold)
         except StorageUnavailable as error:
             raise tornado.web.HTTPError(503, "storage unavailable: %s", error) from None
+        except Overloaded as error:
+            # Jittered, so a fleet of screens does not come back in one wave.
+            low, high = (1, 5) if self.hub.closing else (2, 15)
+            raise ApiError(
+                503, f"{error}: retry later", {"Retry-After": str(random.randint(low, high))}
+            ) from None
         if result is None or self.request.connection.stream.closed():  # type: ignore[union-attr]
             return None
         return result
@@ -111,6 +140,16 @@ class JSONHandler(tornado.web.RequestHandler):
     def on_connection_close(self) -> None:
         if self._hold is not None:
             self._hold.cancel()
+
+    def check_subscriber(self, channel: str) -> None:
+        """With ``--subscribe-secret``, require a ``token`` argument that grants ``channel``."""
+        secret = self.config.subscribe_secret
+        if secret is None:
+            return
+        try:
+            verify_token(secret, self.get_argument("token", None), channel)
+        except TokenError as error:
+            raise ApiError(403, str(error)) from None
 
     def channel_or_400(self, name: str) -> str:
         if not protocol.valid_channel(name):
@@ -133,6 +172,7 @@ class PollHandler(JSONHandler):
 
     async def get(self, channel: str) -> None:
         channel = self.channel_or_400(channel)
+        self.check_subscriber(channel)
         arg = self.get_query_argument
         try:
             cursor = arg("cursor", None)
@@ -177,9 +217,10 @@ class PublishHandler(JSONHandler):
                 self.request.remote_ip,
             )
         except PublishDenied as denied:
+            headers = {}
             if denied.status == 401:
-                self.set_header("WWW-Authenticate", 'Bearer realm="tornado_lp"')
-            raise tornado.web.HTTPError(denied.status, "%s", denied.message) from None
+                headers["WWW-Authenticate"] = 'Bearer realm="tornado_lp"'
+            raise ApiError(denied.status, denied.message, headers) from None
 
     def data_received(self, chunk: bytes) -> None:
         self._size += len(chunk)
@@ -240,6 +281,7 @@ class ChannelInfoHandler(JSONHandler):
 
     async def get(self, channel: str) -> None:
         channel = self.channel_or_400(channel)
+        self.check_subscriber(channel)
         try:
             await self.hub.open()
             chunk = await self.hub.storage.read(channel, None, 1)

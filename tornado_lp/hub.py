@@ -28,9 +28,13 @@ from tornado.locks import Condition
 from .protocol import format_cursor, parse_cursor
 from .storage import Message, Storage
 
-__all__ = ["Hold", "Hub", "PollResult"]
+__all__ = ["Hold", "Hub", "Overloaded", "PollResult"]
 
 log = logging.getLogger("tornado_lp.hub")
+
+
+class Overloaded(Exception):
+    """A poll cannot be held now: the process holds ``max_waiters`` polls, or is shutting down."""
 
 
 class _ChannelCondition(Condition):
@@ -107,8 +111,12 @@ _JSON_BOOL = {True: "true", False: "false"}
 class Hub:
     """Publish and poll over one storage. Owns no global state."""
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, max_waiters: int = 50_000) -> None:
+        if max_waiters < 1:
+            raise ValueError("max_waiters must be at least 1")
         self.storage = storage
+        self.max_waiters = max_waiters
+        self._held = 0
         self._channels: dict[str, _ChannelState] = {}
         self._opened = False
         self._closing = False
@@ -170,7 +178,8 @@ class Hub:
         return state.holds if state is not None else 0
 
     def total_waiters(self) -> int:
-        return sum(state.holds for state in self._channels.values())
+        """Polls currently held in this process, on all channels."""
+        return self._held
 
     def condition_backlog(self, channel: str) -> int:
         """Futures in the channel Condition's waiter list (0 if no state)."""
@@ -188,7 +197,9 @@ class Hub:
         """Answer a poll, holding up to ``timeout`` seconds when nothing is newer.
 
         ``cursor`` must already be well-formed (see :func:`parse_cursor`).
-        Returns ``None`` only when ``hold`` was cancelled.
+        Returns ``None`` only when ``hold`` was cancelled. Raises
+        :class:`Overloaded` when a poll that may need holding arrives while
+        ``max_waiters`` polls are held or the hub is closing.
         """
         if not self._opened:
             await self.open()
@@ -201,13 +212,18 @@ class Hub:
                 after = parsed.seq
             else:
                 reset = True
-        if timeout <= 0 or self._closing:
+        if timeout <= 0:
             return await self._read_once(channel, after, limit, reset)
+        if self._closing:
+            raise Overloaded("the server is shutting down")
+        if self._held >= self.max_waiters:
+            raise Overloaded(f"too many held polls ({self.max_waiters}, --max-waiters)")
 
         state = self._channels.get(channel)
         if state is None:
             state = self._channels[channel] = _ChannelState()
         state.holds += 1
+        self._held += 1
         deadline = IOLoop.current().time() + timeout
         try:
             while True:
@@ -239,6 +255,7 @@ class Hub:
                         return None
                     raise
         finally:
+            self._held -= 1
             state.holds -= 1
             if state.holds == 0 and self._channels.get(channel) is state:
                 del self._channels[channel]

@@ -37,6 +37,7 @@ class SeedUpdateHandler(JSONHandler):
         pass
 
     async def post(self) -> None:
+        self.check_subscriber(SEED_CHANNEL)
         cursor = self.get_body_argument("id", "") or None
         try:
             protocol.parse_cursor(cursor)
