@@ -17,6 +17,7 @@ import tornado.web
 
 from . import protocol
 from .handlers import JSONHandler
+from .tokens import MAX_TOKEN_LENGTH
 
 __all__ = [
     "CONTENT_SECURITY_POLICY",
@@ -36,7 +37,7 @@ MAX_PAGE_CHANNELS = 16
 DEFAULT_SPEED = 120.0  # pixels per second
 MAX_SPEED = 5000.0
 DEFAULT_MAX = 50
-MAX_TEXT_OPTION = 200  # characters of title, token, display
+MAX_TEXT_OPTION = 200  # characters of title and display
 THEMES = ("dark", "light")
 
 
@@ -81,11 +82,11 @@ def _number(name: str, text: str | None, default: float, low: float, high: float
     return value
 
 
-def _text(name: str, text: str | None) -> str | None:
+def _text(name: str, text: str | None, longest: int = MAX_TEXT_OPTION) -> str | None:
     if text is None:
         return None
-    if len(text) > MAX_TEXT_OPTION or not text.isprintable():
-        raise OptionError(f"{name} must be at most {MAX_TEXT_OPTION} printable characters")
+    if len(text) > longest or not text.isprintable():
+        raise OptionError(f"{name} must be at most {longest} printable characters")
     return text
 
 
@@ -134,7 +135,7 @@ def parse_ticker_options(query: dict[str, str | None], hold_max: float) -> Ticke
         max=max_items,
         title=_text("title", query.get("title")) or "",
         hold=hold,
-        token=_text("token", query.get("token")),
+        token=_text("token", query.get("token"), MAX_TOKEN_LENGTH),
         display=_text("display", query.get("display")),
     )
 
@@ -160,7 +161,11 @@ class _PageHandler(JSONHandler):
 
 
 class TickerPageHandler(_PageHandler):
-    """``GET /``: the kiosk ticker, painted with each channel's backlog and cursor."""
+    """``GET /``: the kiosk ticker, painted with each channel's backlog and cursor.
+
+    ``token`` and ``display`` are passed on to the page's polls; ``token`` is
+    also checked here for private channels (``--subscribe-secret``).
+    """
 
     async def get(self) -> None:
         try:
@@ -172,6 +177,9 @@ class TickerPageHandler(_PageHandler):
             raise tornado.web.HTTPError(400, "%s", error) from None
         backlog: dict[str, Any] = {}
         for channel in options.channels:
+            # The first paint shows what a poll would: a private channel needs
+            # the same subscribe token (the page's ``token`` option, 403 if not).
+            self.check_subscriber(channel)
             result = await self.hub.poll(channel, None, timeout=0, limit=options.max)
             if result is None:  # only a cancelled hold answers None; timeout=0 never holds
                 raise tornado.web.HTTPError(503, "storage did not answer")

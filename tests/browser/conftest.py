@@ -125,7 +125,10 @@ class LiveServer:
         try:
             connection.request(method, path, body=body, headers=headers or {})
             response = connection.getresponse()
-            return response.status, json.loads(response.read() or b"{}")
+            data = response.read()
+            if not response.getheader("Content-Type", "").startswith("application/json"):
+                return response.status, {"text": data.decode()}
+            return response.status, json.loads(data)
         finally:
             connection.close()
 

@@ -6,6 +6,9 @@ import http.client
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
+
+from tornado_lp.tokens import make_token
 
 from .conftest import (
     LiveServer,
@@ -214,3 +217,27 @@ def test_bad_options_are_refused_naming_the_option(serve: Callable[..., LiveServ
         status, answer = server.request("GET", "/?" + query)
         assert status == 400, query
         assert name in answer["error"], answer
+
+
+def test_private_channel_page_needs_the_token_and_passes_it_on(
+    serve: Callable[..., LiveServer], open_page: Callable[..., PageWatch]
+) -> None:
+    secret = "kiosk secret"
+    server = serve("--subscribe-secret", secret)
+    server.publish("staff", "backlog for staff only")
+    status, answer = server.request("GET", "/?channel=staff")
+    assert status == 403 and "token" in answer["error"]  # no backlog leaks through the page
+    token = make_token(secret, ["staff"], 3600)
+    status, _ = server.request("GET", "/?channel=staff&token=" + quote(token))
+    assert status == 200
+
+    watch = open_page()
+    polls: list[str] = []
+    watch.page.on("request", lambda r: polls.append(r.url) if "/poll?" in r.url else None)
+    watch.page.goto(server.url + "?channel=staff&token=" + quote(token))
+    wait_status(watch.page, "live")
+    server.publish("staff", "live for staff")
+    wait_entry(watch.page, "live for staff")
+    assert bodies(watch.page) == ["backlog for staff only", "live for staff"]
+    assert polls and all("token=" + quote(token, safe="") in url for url in polls)
+    watch.assert_clean()
