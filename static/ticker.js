@@ -166,7 +166,9 @@
         var answer = await this.request(holding ? this.options.hold : 0);
         if (run !== this.run) return;
         this.succeeded(answer);
-        var early = Date.now() - started < (this.options.hold * 1000) / 2;
+        // An empty answer long before the hold (a proxy cutting polls short, or
+        // hold=0) would make the loop spin: pause instead, without counting a failure.
+        var early = Date.now() - started < Math.max(EARLY_EMPTY_PAUSE_MS, this.options.hold * 500);
         if (holding && !answer.more && answer.messages.length === 0 && early) pause = EARLY_EMPTY_PAUSE_MS;
       } catch (error) {
         if (run !== this.run) return;
