@@ -241,3 +241,40 @@ def test_private_channel_page_needs_the_token_and_passes_it_on(
     assert bodies(watch.page) == ["backlog for staff only", "live for staff"]
     assert polls and all("token=" + quote(token, safe="") in url for url in polls)
     watch.assert_clean()
+
+
+def test_start_is_idempotent_and_stop_ends_the_held_poll(
+    serve: Callable[..., LiveServer], open_page: Callable[..., PageWatch]
+) -> None:
+    server = serve()
+    watch = open_page()
+    page = watch.page
+    page.goto(server.url + "?channel=sm")
+    wait_status(page, "live")
+    wait_waiters(server, "sm", 1)
+    polls = snapshot(page)["pollers"][0]["polls"]
+    page.evaluate("() => { tornadoTicker.start(); tornadoTicker.start(); }")
+    assert snapshot(page)["pollers"][0]["polls"] == polls  # no second loop
+
+    page.evaluate("() => tornadoTicker.stop()")
+    assert snapshot(page)["pollers"][0]["state"] == "CLOSED"
+    wait_waiters(server, "sm", 0)  # the held poll was aborted, the server forgot it
+
+    page.evaluate("() => { tornadoTicker.start(); tornadoTicker.start(); }")
+    assert snapshot(page)["pollers"][0]["polls"] == polls + 1
+    wait_status(page, "live")
+    server.publish("sm", "after restart of the loop")
+    wait_entry(page, "after restart of the loop")
+    wait_waiters(server, "sm", 1)
+    watch.assert_clean()
+
+
+def wait_waiters(server: LiveServer, channel: str, count: int, timeout: float = 10) -> None:
+    """Wait until the server holds exactly ``count`` polls on ``channel``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        _, info = server.request("GET", f"/channels/{channel}")
+        if info["waiters"] == count:
+            return
+        assert time.monotonic() < deadline, info
+        time.sleep(0.05)
