@@ -42,6 +42,7 @@ def test_hold_is_capped_like_the_poll_timeout() -> None:
         ({"hold": "-1"}, "hold"),
         ({"title": "x" * 201}, "title"),
         ({"title": "line\nbreak"}, "title"),
+        ({"display": "lobby screen"}, "display"),
     ],
 )
 def test_bad_options_name_themselves(query: dict[str, str | None], name: str) -> None:

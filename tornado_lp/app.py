@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import tornado.web
 
+from .base import Context, Settings
+from .displays import DisplayRegistry
 from .generator import Generator
 from .handlers import (
     ChannelInfoHandler,
-    Config,
+    DisplaysHandler,
+    DisplaysPageHandler,
     HealthHandler,
+    MetricsHandler,
     NotFoundHandler,
     PollHandler,
     PublishHandler,
 )
 from .hub import Hub
 from .logs import access_log_function
+from .metrics import Metrics
 from .pages import PublishPageHandler, TickerPageHandler
 from .resources import resource_dir
 from .seed import SeedCreateHandler, SeedUpdateHandler
@@ -35,6 +41,8 @@ def make_app(
     publish_token: str | None = None,
     max_waiters: int = 50_000,
     subscribe_secret: str | None = None,
+    cors_origins: Iterable[str] = (),
+    max_displays: int = 10_000,
     generate_every: float = 0.0,
     generate_channel: str = "default",
     log_format: str = "text",
@@ -57,18 +65,28 @@ def make_app(
     if not poll_timeout_max >= 0:
         raise ValueError("poll_timeout_max must be a number >= 0")
     hub = Hub(storage if storage is not None else MemoryStorage(), max_waiters=max_waiters)
-    config = Config(
-        max_message_bytes=max_message_bytes,
-        poll_timeout_max=poll_timeout_max,
-        publish_token=publish_token or None,
-        subscribe_secret=subscribe_secret or None,
+    displays = DisplayRegistry(max_displays)
+    ctx = Context(
+        hub=hub,
+        settings=Settings(
+            max_message_bytes=max_message_bytes,
+            poll_timeout_max=poll_timeout_max,
+            publish_token=publish_token or None,
+            subscribe_secret=subscribe_secret or None,
+            cors_origins=frozenset(cors_origins),
+        ),
+        metrics=Metrics(hub.total_waiters, displays.live_count),
+        displays=displays,
     )
-    deps = {"hub": hub, "config": config}
+    deps = {"ctx": ctx}
     routes: list[Any] = [
         (rf"/channels/{_CHANNEL}/poll", PollHandler, deps),
         (rf"/channels/{_CHANNEL}/messages", PublishHandler, deps),
         (rf"/channels/{_CHANNEL}", ChannelInfoHandler, deps),
         (r"/healthz", HealthHandler, deps),
+        (r"/displays", DisplaysHandler, deps),
+        (r"/displays\.html", DisplaysPageHandler, deps),
+        (r"/metrics", MetricsHandler, deps),
         (r"/update", SeedUpdateHandler, deps),
         (r"/(?:create|new)", SeedCreateHandler, deps),
         (r"/", TickerPageHandler, deps),
@@ -85,6 +103,7 @@ def make_app(
         static_path=static_path,
         template_path=template_path,
         hub=hub,
+        ctx=ctx,
         generator=generator,
         log_function=access_log_function(log_format == "json"),
         **settings,

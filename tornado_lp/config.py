@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
@@ -67,6 +68,12 @@ def _log_format(text: str) -> str:
     return text.lower()
 
 
+def _origin(text: str) -> str:
+    if not re.fullmatch(r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?", text):
+        raise ValueError
+    return text
+
+
 def _level(text: str) -> str:
     if text.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
         raise ValueError
@@ -113,6 +120,11 @@ OPTIONS: list[tuple[str, Callable[[str], Any] | None, Any, str]] = [
     ("subscribe-secret", None, None,
      "make every channel private: polls need ?token= signed with this secret "
      "(make one with: python -m tornado_lp token --channel NAME --ttl 30d)"),
+    ("cors-origin", _named("an origin like https://example.com", _origin), [],
+     "allow browser pages from this origin to poll and publish (repeatable; "
+     "in the environment: comma-separated)"),
+    ("max-displays", _named("an integer >= 1", _positive_int), 10_000,
+     "displays remembered for /displays (least recently seen forgotten first)"),
     ("xheaders", None, False,
      "trust X-Forwarded-For / X-Real-Ip from a reverse proxy for the client address"),
     ("static-path", _named("a folder", _folder), None,
@@ -143,6 +155,12 @@ def _env_default(
         if text.lower() in {"", "0", "false", "no", "off"}:
             return False
         _fail(f"{key}: expected true or false, got {text!r}")
+    if isinstance(default, list):
+        assert convert is not None
+        try:
+            return [convert(item.strip()) for item in text.split(",") if item.strip()]
+        except argparse.ArgumentTypeError as error:
+            _fail(f"{key}: {error}")
     if convert is None:
         return text
     try:
@@ -169,6 +187,11 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         value = _env_default(name, convert, default, environ)
         if isinstance(default, bool):
             parser.add_argument(f"--{name}", action="store_true", default=value, help=text)
+        elif isinstance(default, list):
+            # Repeatable: the command line's list replaces the environment's.
+            parser.add_argument(f"--{name}", type=convert or str, action="append", default=None,
+                                help=text)
+            parser.set_defaults(**{f"_{name.replace('-', '_')}_from_env": value})
         else:
             parser.add_argument(f"--{name}", type=convert or str, default=value, help=text)
     return parser
@@ -177,4 +200,12 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
 def parse_args(
     argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
 ) -> argparse.Namespace:
-    return build_parser(environ).parse_args(argv)
+    options = build_parser(environ).parse_args(argv)
+    for name, _convert, default, _text in OPTIONS:
+        if isinstance(default, list):
+            attr = name.replace("-", "_")
+            from_env = getattr(options, f"_{attr}_from_env")
+            delattr(options, f"_{attr}_from_env")
+            if getattr(options, attr) is None:
+                setattr(options, attr, from_env)
+    return options

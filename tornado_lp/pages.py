@@ -16,7 +16,8 @@ from typing import Any
 import tornado.web
 
 from . import protocol
-from .handlers import JSONHandler
+from .base import JSONHandler
+from .displays import valid_display
 from .tokens import MAX_TOKEN_LENGTH
 
 __all__ = [
@@ -37,7 +38,7 @@ MAX_PAGE_CHANNELS = 16
 DEFAULT_SPEED = 120.0  # pixels per second
 MAX_SPEED = 5000.0
 DEFAULT_MAX = 50
-MAX_TEXT_OPTION = 200  # characters of title and display
+MAX_TEXT_OPTION = 200  # characters of a title
 THEMES = ("dark", "light")
 
 
@@ -125,6 +126,10 @@ def parse_ticker_options(query: dict[str, str | None], hold_max: float) -> Ticke
         raise OptionError(
             f"max must be an integer from 1 to {protocol.MAX_LIMIT}, got {max_text[:40]!r}"
         )
+    display = query.get("display")
+    if display is not None and not valid_display(display):
+        # checked here too: a bad name would make every poll of the page a 400
+        raise OptionError("display must be 1-64 characters of A-Z a-z 0-9 _ . : -")
     hold = min(
         _number("hold", query.get("hold"), protocol.DEFAULT_TIMEOUT, 0, 3600), hold_max
     )
@@ -136,7 +141,7 @@ def parse_ticker_options(query: dict[str, str | None], hold_max: float) -> Ticke
         title=_text("title", query.get("title")) or "",
         hold=hold,
         token=_text("token", query.get("token"), MAX_TOKEN_LENGTH),
-        display=_text("display", query.get("display")),
+        display=display,
     )
 
 
@@ -150,11 +155,16 @@ class _PageHandler(JSONHandler):
     """HTML on success, JSON on error, with the pages' security headers."""
 
     def set_default_headers(self) -> None:
+        # Also runs when an error clears the headers: the JSON content type of
+        # the base class stays the default, and page() switches to HTML.
         super().set_default_headers()
-        self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Referrer-Policy", "no-referrer")
+
+    def page(self, template: str, **kwargs: Any) -> None:
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.render(template, **kwargs)
 
     def query(self, *names: str) -> dict[str, str | None]:
         return {name: self.get_query_argument(name, None) for name in names}
@@ -192,7 +202,7 @@ class TickerPageHandler(_PageHandler):
             "backlog": backlog,
             "options": options.for_client(),
         }
-        self.render(
+        self.page(
             "ticker.html",
             data_json=script_json(data),
             theme=options.theme,
@@ -207,4 +217,4 @@ class PublishPageHandler(_PageHandler):
         channel = self.get_query_argument("channel", "default")
         if not protocol.valid_channel(channel):
             channel = "default"
-        self.render("publish.html", channel=channel)
+        self.page("publish.html", channel=channel)

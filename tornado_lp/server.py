@@ -76,6 +76,8 @@ async def serve(options: argparse.Namespace) -> int:
             publish_token=options.publish_token,
             max_waiters=options.max_waiters,
             subscribe_secret=options.subscribe_secret,
+            cors_origins=options.cors_origin,
+            max_displays=options.max_displays,
             log_format=options.log_format,
             generate_every=options.generate_every,
             generate_channel=options.generate_channel,

@@ -278,3 +278,16 @@ def wait_waiters(server: LiveServer, channel: str, count: int, timeout: float = 
             return
         assert time.monotonic() < deadline, info
         time.sleep(0.05)
+
+
+def test_a_named_display_shows_up_in_the_fleet_view(
+    serve: Callable[..., LiveServer], open_page: Callable[..., PageWatch]
+) -> None:
+    server = serve()
+    watch = open_page()
+    watch.page.goto(server.url + "?channel=lobby&display=lobby-screen-1")
+    wait_status(watch.page, "live")
+    _, fleet = server.request("GET", "/displays")
+    (display,) = [d for d in fleet["displays"] if d["display"] == "lobby-screen-1"]
+    assert display["channel"] == "lobby"
+    watch.assert_clean()
