@@ -291,3 +291,24 @@ def test_a_named_display_shows_up_in_the_fleet_view(
     (display,) = [d for d in fleet["displays"] if d["display"] == "lobby-screen-1"]
     assert display["channel"] == "lobby"
     watch.assert_clean()
+
+
+def test_missed_messages_leave_a_gap_marker(
+    serve: Callable[..., LiveServer], open_page: Callable[..., PageWatch]
+) -> None:
+    server = serve("--max-messages", "3")
+    server.publish("gap", "seen")
+    watch = open_page()
+    page = watch.page
+    page.goto(server.url + "?channel=gap")
+    wait_status(page, "live")
+    page.evaluate("() => tornadoTicker.stop()")
+    for i in range(5):  # the store keeps 3: two are trimmed before the page asks again
+        server.publish("gap", f"later {i}")
+    page.evaluate("() => tornadoTicker.start()")
+    wait_entry(page, "later 4")
+    assert bodies(page) == ["seen", "later 2", "later 3", "later 4"]
+    assert snapshot(page)["pollers"][0]["gaps"] == 1
+    assert page.locator("#track .gap").count() == 1
+    assert track_bodies(page)[-3:] == ["later 2", "later 3", "later 4"]
+    watch.assert_clean()
