@@ -14,7 +14,7 @@ import tornado.web
 
 from . import protocol
 from .auth import PublishDenied, check_publisher
-from .base import ApiError, JSONHandler
+from .base import CLIENT_GONE, ApiError, JSONHandler
 from .displays import valid_display
 from .storage import ChannelLimitError, Message, StorageError, StorageUnavailable
 
@@ -78,7 +78,10 @@ class PollHandler(JSONHandler):
     def on_finish(self) -> None:
         if self._display is not None:
             self.ctx.displays.poll_ended(self._display)
-        if self.get_status() != 200:
+        status = self.get_status()
+        if status == CLIENT_GONE:
+            return  # not answered: no outcome
+        if status != 200:
             self._outcome = "error"
         self.ctx.metrics.poll_answered(self._outcome, self._delivered)
 
