@@ -250,7 +250,7 @@ class ChannelInfoHandler(JSONHandler):
             "channel": channel,
             "retained": retained,
             "last_id": (
-                protocol.format_cursor(self.hub.storage.epoch, chunk.last_seq)
+                protocol.format_cursor(chunk.epoch or self.hub.storage.epoch, chunk.last_seq)
                 if chunk.last_seq else None
             ),
             "waiters": self.hub.waiters(channel),
