@@ -15,6 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -47,10 +48,13 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process. ``url`` stays the same across :meth:`restart`."""
 
-    def __init__(self, directory: Path, *, persistent: bool = False) -> None:
+    def __init__(
+        self, directory: Path, *, persistent: bool = False, args: Sequence[str] = ()
+    ) -> None:
         self.binary = redis_server_binary()
         self.directory = directory
         self.persistent = persistent
+        self.args = list(args)
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -80,7 +84,8 @@ class RedisServer:
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
              "--unixsocket", str(self.socket_path), "--unixsocketperm", "700",
              "--save", "", *persistence, "--dir", str(self.directory),
-             "--logfile", str(self.directory / "redis.log"), "--daemonize", "no"],
+             "--logfile", str(self.directory / "redis.log"), "--daemonize", "no",
+             *self.args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
@@ -88,7 +93,7 @@ class RedisServer:
             if self.proc.poll() is not None:
                 return False
             try:
-                if self.command("PING") == b"+PONG\r\n":
+                if self.command("PING").startswith((b"+PONG", b"-NOAUTH")):
                     return True
             except OSError:
                 pass

@@ -81,9 +81,11 @@ class RedisStorage(Storage):
         self.connect_timeout = connect_timeout
         self.description = f"{_redact(url)} (prefix {prefix!r})"
         self.epoch = ""
+        _check_url(url)
         try:
             self._client = aioredis.Redis.from_url(
                 url,
+                protocol=2,  # the replies parsed here; redis-py 5 defaults to it, 8 to RESP3
                 retry=Retry(NoBackoff(), 0),
                 socket_timeout=COMMAND_TIMEOUT,
                 socket_connect_timeout=COMMAND_TIMEOUT,
@@ -129,18 +131,19 @@ class RedisStorage(Storage):
             try:
                 await self._check_server()
                 break
+            except (AuthenticationError, NoPermissionError, ResponseError) as error:
+                await self._client.aclose()
+                raise StorageConfigError(f"redis at {_redact(self.url)} refused: {error}") from None
             except _LOST as error:
-                if loop.time() + delay >= deadline:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
                     await self._client.aclose()
                     raise StorageConfigError(
                         f"cannot reach redis at {_redact(self.url)} within "
                         f"{self.connect_timeout:g} s (--redis-connect-timeout): {error}"
                     ) from None
-                await asyncio.sleep(delay)
+                await asyncio.sleep(min(delay, remaining))
                 delay = min(delay * 2, 1.0)
-            except (AuthenticationError, NoPermissionError, ResponseError) as error:
-                await self._client.aclose()
-                raise StorageConfigError(f"redis at {_redact(self.url)} refused: {error}") from None
         self._listener = asyncio.ensure_future(self._listen())
         try:
             await asyncio.wait_for(
@@ -358,6 +361,21 @@ def _message(epoch: str, channel: str, entry: Any) -> Message:
     values = dict(zip(fields[::2], fields[1::2], strict=True))
     body = values[b"b"].decode("utf-8")
     return Message(epoch, channel, seq, body, int(values[b"t"]) / 1e6)
+
+
+def _check_url(url: str) -> None:
+    """Refuse what redis-py would silently misread (a non-numeric database, a bad port)."""
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - parsing it is the check
+    except ValueError:
+        raise StorageConfigError(
+            f"bad redis URL {_redact(url)!r}: the port is not a number"
+        ) from None
+    if parts.scheme != "unix" and parts.path.strip("/") and not parts.path.strip("/").isdigit():
+        raise StorageConfigError(
+            f"bad redis URL {_redact(url)!r}: the path must be a database number (/0)"
+        )
 
 
 def _text(value: Any) -> str:
