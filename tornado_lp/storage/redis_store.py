@@ -59,6 +59,7 @@ MIN_VERSION = (6, 2)  # XTRIM MINID
 COMMAND_TIMEOUT = 5.0  # seconds a command may take before Redis counts as lost
 HEARTBEAT = 2.0  # seconds of pub/sub silence before we PING it
 CONCURRENT_COMMANDS = 64  # data connections per process, at most
+RECONNECT_MAX = 0.5  # seconds between attempts to subscribe again (before jitter)
 _LOST = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
@@ -352,7 +353,7 @@ class RedisStorage(Storage):
             finally:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 1.0)
+            delay = min(delay * 2, RECONNECT_MAX)
 
 
 def _message(epoch: str, channel: str, entry: Any) -> Message:
