@@ -344,3 +344,26 @@ def test_old_redis_is_refused() -> None:
             await storage.open()
 
     run(main)
+
+
+def test_a_lost_seqs_hash_does_not_break_appends() -> None:
+    server, shared = session_server(), prefix()
+
+    async def main() -> None:
+        storage = RedisStorage(server.url, prefix=shared)
+        await storage.open()
+        try:
+            for i in range(3):
+                await storage.append("h", f"m{i}")
+            assert server.command("DEL", f"{shared}seqs") == b":1\r\n"  # as an eviction would
+            chunk = await storage.read("h", 1, 10)
+            assert [m.seq for m in chunk.messages] == [2, 3]
+            assert (chunk.first_seq, chunk.last_seq) == (1, 3)
+            assert (await storage.append("h", "next")).seq == 4
+            assert (await storage.append("h", "and on")).seq == 5
+            chunk = await storage.read("h", 0, 10)
+            assert [m.seq for m in chunk.messages] == [1, 2, 3, 4, 5] and chunk.last_seq == 5
+        finally:
+            await storage.close()
+
+    run(main)

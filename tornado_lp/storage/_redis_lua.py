@@ -6,7 +6,9 @@ Keys (``P`` is the prefix, ``tornado_lp:`` by default):
   is missing, so all processes agree on it and a wiped store (``FLUSHALL``)
   gets a new one, which clients see as ``reset``.
 * ``P seqs``: a hash, channel name -> newest seq ever given. ``HLEN`` is the
-  channel count; the seq survives trimming, so cursors stay meaningful.
+  channel count; the seq survives trimming, so cursors stay meaningful. If a
+  channel's entry is lost while its stream is not (eviction, a stray ``DEL``),
+  the scripts continue from the stream's newest ID rather than fail.
 * ``P s:<channel>``: a Stream of the retained messages. An entry's ID is
   ``<seq>-0`` (our seq is the ID's first part, so Redis orders and trims by
   it) and its fields are ``t`` (time, integer microseconds from the server's
@@ -77,12 +79,19 @@ if redis.call('HEXISTS', KEYS[2], channel) == 0
   return {epoch, 0}
 end
 local now = now_us()
+local seq = redis.call('HINCRBY', KEYS[2], channel, 1)
 local newest = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
 if newest[1] then
   local previous = tonumber(newest[1][2][2])
   if previous > now then now = previous end
+  -- The seqs hash lost this channel (evicted, deleted by hand) but its stream
+  -- did not: continue after the stream's newest entry instead of failing.
+  local top = tonumber(string.match(newest[1][1], '^(%d+)'))
+  if seq <= top then
+    seq = top + 1
+    redis.call('HSET', KEYS[2], channel, string.format('%d', seq))
+  end
 end
-local seq = redis.call('HINCRBY', KEYS[2], channel, 1)
 local ts = string.format('%d', now)
 redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[3], string.format('%d-0', seq), 't', ts, 'b', ARGV[2])
 local max_age = tonumber(ARGV[4])
@@ -102,6 +111,10 @@ local newest = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or 0)
 local max_age = tonumber(ARGV[4])
 if max_age > 0 then trim_age(KEYS[3], now_us() - max_age) end
 local retained = redis.call('XLEN', KEYS[3])
+if newest < retained then  -- the seqs hash lost this channel (see APPEND)
+  local top = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
+  newest = tonumber(string.match(top[1][1], '^(%d+)'))
+end
 local entries
 if ARGV[2] == '' then
   entries = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', ARGV[3])
