@@ -20,6 +20,7 @@ import signal
 import socket
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
@@ -31,13 +32,34 @@ from ._workers import supervise
 from .app import make_app
 from .config import parse_args
 from .hub import Hub
+from .logs import configure_logging
 from .storage import Limits, Storage, StorageConfigError, storage_from_url
+from .token_cli import token_main
 
 __all__ = ["main", "run"]
 
 log = logging.getLogger("tornado_lp")
 
 SHUTDOWN_GRACE = 1.5  # seconds for held polls to be answered and connections to close
+
+
+MAX_HEADER_BYTES = 16 * 1024  # request line + headers; a 10 KB query string still fits
+
+
+def http_limits(options: argparse.Namespace) -> dict[str, Any]:
+    """Tornado's connection limits, derived from our options so slow or huge requests
+    cannot pin memory: request heads within ``--idle-timeout`` and 16 KB, bodies within
+    ``--body-timeout`` and a little over ``--max-message-bytes`` (our handler answers 413
+    from Content-Length before reading; the slack lets chunked bodies reach that 413 too).
+    """
+    max_body = 2 * options.max_message_bytes + 64 * 1024
+    return {
+        "max_header_size": MAX_HEADER_BYTES,
+        "max_body_size": max_body,
+        "max_buffer_size": max_body + MAX_HEADER_BYTES,
+        "idle_connection_timeout": options.idle_timeout,
+        "body_timeout": options.body_timeout,
+    }
 
 
 def _fail(message: str) -> int:
@@ -94,6 +116,11 @@ async def serve(
             max_message_bytes=options.max_message_bytes,
             poll_timeout_max=options.poll_timeout_max,
             publish_token=options.publish_token,
+            max_waiters=options.max_waiters,
+            subscribe_secret=options.subscribe_secret,
+            cors_origins=options.cors_origin,
+            max_displays=options.max_displays,
+            log_format=options.log_format,
             generate_every=options.generate_every if generate else 0.0,
             generate_channel=options.generate_channel,
             static_path=options.static_path,
@@ -103,7 +130,7 @@ async def serve(
         await storage.close()
         return _fail(str(error))
     hub: Hub = app.settings["hub"]
-    server = HTTPServer(app, xheaders=options.xheaders)
+    server = HTTPServer(app, xheaders=options.xheaders, **http_limits(options))
     server.add_sockets(sockets)
     if announce:
         _announce(sockets, storage, 1)
@@ -153,14 +180,12 @@ async def _check(storage: Storage) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    options = parse_args(argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["token"]:
+        return token_main(args[1:])
+    options = parse_args(args)
     processes = options.processes or cpu_count()
-    logging.basicConfig(
-        level=options.log_level,
-        format="%(asctime)s %(levelname)s %(name)s"
-        + ("[%(process)d]" if processes > 1 else "")
-        + ": %(message)s",
-    )
+    configure_logging(options.log_level, options.log_format, with_pid=processes > 1)
     try:
         storage = make_storage(options)
     except (StorageConfigError, ValueError) as error:

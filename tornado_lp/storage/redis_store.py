@@ -109,12 +109,6 @@ class RedisStorage(Storage):
         self._closed = False
         self._lost_since: float | None = None
         self._commands = asyncio.Semaphore(CONCURRENT_COMMANDS)
-        # Single-flight reads: polls woken together with the same cursor share
-        # one round trip, but only one started after the latest notice for
-        # that channel (see _generation), so no poll can get a stale slice.
-        self._reads: dict[tuple[str, int | None, int], tuple[int, asyncio.Task[Slice]]] = {}
-        self._channel_generation: dict[str, int] = {}
-        self._generation_all = 0
 
     def _stream_key(self, channel: str) -> str:
         return f"{self.prefix}s:{channel}"
@@ -211,27 +205,9 @@ class RedisStorage(Storage):
                 f"channel limit reached: the store already holds "
                 f"{limits.max_channels} channels (--max-channels)"
             )
-        self._bump(channel)
         return Message(epoch, channel, seq, body, int(reply[2]) / 1e6)
 
     async def read(self, channel: str, after: int | None, limit: int) -> Slice:
-        key = (channel, after, limit)
-        generation = self._generation(channel)
-        shared = self._reads.get(key)
-        if shared is None or shared[0] != generation:
-            task = asyncio.ensure_future(self._read_slice(channel, after, limit))
-            shared = self._reads[key] = (generation, task)
-            task.add_done_callback(lambda done: self._read_done(key, done))
-        return await asyncio.shield(shared[1])
-
-    def _read_done(self, key: tuple[str, int | None, int], task: asyncio.Task[Slice]) -> None:
-        entry = self._reads.get(key)
-        if entry is not None and entry[1] is task:
-            del self._reads[key]
-        if not task.cancelled():
-            task.exception()  # retrieved: every caller may have gone away
-
-    async def _read_slice(self, channel: str, after: int | None, limit: int) -> Slice:
         start = "" if after is None else f"{after + 1}-0"
         reply = await self._run(
             self._read,
@@ -296,17 +272,7 @@ class RedisStorage(Storage):
 
     # -- notices from other processes ----------------------------------------
 
-    def _generation(self, channel: str) -> int:
-        return self._generation_all + self._channel_generation.get(channel, 0)
-
-    def _bump(self, channel: str | None) -> None:
-        if channel is None:
-            self._generation_all += 1
-        else:
-            self._channel_generation[channel] = self._channel_generation.get(channel, 0) + 1
-
     def _wake(self, channel: str | None) -> None:
-        self._bump(channel)
         for wake in self._watchers:
             wake(channel)
 
