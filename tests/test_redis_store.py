@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 import time
 import uuid
@@ -365,5 +366,61 @@ def test_a_lost_seqs_hash_does_not_break_appends() -> None:
             assert [m.seq for m in chunk.messages] == [1, 2, 3, 4, 5] and chunk.last_seq == 5
         finally:
             await storage.close()
+
+    run(main)
+
+
+class QuickRedisStorage(RedisStorage):
+    """Short timeouts, so that a silent Redis is noticed within a second in tests."""
+
+    command_timeout = 0.5
+    heartbeat = 0.2
+
+
+def test_a_silent_redis_is_noticed_by_the_heartbeat(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="tornado_lp")
+    with RedisServer(tmp_path) as server:
+        assert server.proc is not None
+
+        async def main() -> None:
+            storage = QuickRedisStorage(server.url)
+            wakes: list[str | None] = []
+            storage.watch(wakes.append)
+            await storage.open()
+            try:
+                server.proc.send_signal(signal.SIGSTOP)  # alive, connected, and silent
+                deadline = time.monotonic() + 5
+                while not any("unreachable" in r.getMessage() for r in caplog.records):
+                    assert time.monotonic() < deadline, "the dead subscription went unnoticed"
+                    await asyncio.sleep(0.05)
+                with pytest.raises(StorageUnavailable):
+                    await storage.ping()
+                server.proc.send_signal(signal.SIGCONT)
+                deadline = time.monotonic() + 5
+                while None not in wakes:  # resubscribed, and every held poll told to re-check
+                    assert time.monotonic() < deadline, "the subscription did not come back"
+                    await asyncio.sleep(0.05)
+                await storage.ping()
+            finally:
+                server.proc.send_signal(signal.SIGCONT)
+                await storage.close()
+
+        run(main)
+
+
+def test_concurrent_opens_make_one_subscription() -> None:
+    server, shared = session_server(), prefix()
+
+    async def main() -> None:
+        storage = RedisStorage(server.url, prefix=shared)
+        await asyncio.gather(*(storage.open() for _ in range(5)))
+        try:
+            subscribers = server.command("PUBSUB", "NUMSUB", f"{shared}notify")
+            assert subscribers.endswith(b":1\r\n"), subscribers
+        finally:
+            await storage.close()
+        await storage.close()  # idempotent
 
     run(main)

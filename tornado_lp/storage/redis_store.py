@@ -67,6 +67,11 @@ class RedisStorage(Storage):
     """Messages in Redis Streams, shared by every process that uses the same URL and prefix."""
 
     shared = True
+    #: Seconds a command may take before Redis counts as lost.
+    command_timeout = COMMAND_TIMEOUT
+    #: Seconds of silence on the subscription before it is pinged; no answer
+    #: within ``2 * heartbeat + command_timeout`` counts as a lost connection.
+    heartbeat = HEARTBEAT
 
     def __init__(
         self,
@@ -88,8 +93,8 @@ class RedisStorage(Storage):
                 url,
                 protocol=2,  # the replies parsed here; redis-py 5 defaults to it, 8 to RESP3
                 retry=Retry(NoBackoff(), 0),
-                socket_timeout=COMMAND_TIMEOUT,
-                socket_connect_timeout=COMMAND_TIMEOUT,
+                socket_timeout=self.command_timeout,
+                socket_connect_timeout=self.command_timeout,
             )
         except ValueError as error:
             raise StorageConfigError(f"bad redis URL {_redact(url)!r}: {error}") from None
@@ -106,6 +111,7 @@ class RedisStorage(Storage):
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
         self._opened = False
+        self._opening = asyncio.Lock()
         self._closed = False
         self._lost_since: float | None = None
         self._commands = asyncio.Semaphore(CONCURRENT_COMMANDS)
@@ -117,8 +123,12 @@ class RedisStorage(Storage):
 
     async def open(self) -> None:
         """Connect (retrying for ``connect_timeout`` seconds), check Redis, subscribe."""
-        if self._opened:
-            return
+        async with self._opening:
+            if not self._opened:
+                await self._open()
+                self._opened = True
+
+    async def _open(self) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.connect_timeout
         delay = 0.05
@@ -142,14 +152,13 @@ class RedisStorage(Storage):
         self._listener = asyncio.ensure_future(self._listen())
         try:
             await asyncio.wait_for(
-                self._subscribed.wait(), max(deadline - loop.time(), COMMAND_TIMEOUT)
+                self._subscribed.wait(), max(deadline - loop.time(), self.command_timeout)
             )
         except TimeoutError:
             await self.close()
             raise StorageConfigError(
                 f"cannot subscribe to {self._notify!r} on redis at {_redact(self.url)}"
             ) from None
-        self._opened = True
 
     async def _check_server(self) -> None:
         info = await self._client.info("server")
@@ -286,7 +295,7 @@ class RedisStorage(Storage):
             try:
                 await pubsub.subscribe(self._notify)
                 while not self._subscribed.is_set():
-                    reply = await pubsub.get_message(timeout=COMMAND_TIMEOUT)
+                    reply = await pubsub.get_message(timeout=self.command_timeout)
                     if reply is None:
                         raise RedisTimeoutError("no answer to SUBSCRIBE")
                     if reply["type"] == "subscribe":
@@ -298,21 +307,25 @@ class RedisStorage(Storage):
                 reconnecting, delay = False, 0.05
                 heard = loop.time()
                 pinged = False
+                beat = self.heartbeat
                 while True:
-                    reply = await pubsub.get_message(timeout=HEARTBEAT)
+                    reply = await pubsub.get_message(timeout=beat)
                     now = loop.time()
                     if reply is not None:
                         heard, pinged = now, False
                         if reply["type"] == "message":
                             self._wake(_text(reply["data"]))
-                    elif not pinged and now - heard >= HEARTBEAT:
+                    elif not pinged and now - heard >= beat:
                         await pubsub.ping()
                         pinged = True
-                    elif now - heard >= 2 * HEARTBEAT + COMMAND_TIMEOUT:
+                    elif now - heard >= 2 * beat + self.command_timeout:
                         raise RedisTimeoutError("no answer to PING on the subscription")
             except asyncio.CancelledError:
                 raise
-            except (*_LOST, RedisError) as error:
+            except Exception as error:
+                if not isinstance(error, (*_LOST, RedisError)):
+                    # A bug, not an outage: say where, then keep the subscription going.
+                    log.exception("the redis subscription failed")
                 self._subscribed.clear()
                 self._lost(error)
                 reconnecting = True
