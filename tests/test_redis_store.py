@@ -324,6 +324,8 @@ def test_storage_from_url_options_and_errors(monkeypatch: pytest.MonkeyPatch) ->
     assert (storage.prefix, storage.connect_timeout) == ("p:", 3)
     assert "pw" not in storage.description
     assert "user:***@example.invalid:6380" in storage.description
+    storage = storage_from_url("unix:///run/redis.sock?db=1&password=pw2&x=1")
+    assert "pw2" not in storage.description and "password=***&x=1" in storage.description
     with pytest.raises(StorageConfigError, match="bad redis URL"):
         storage_from_url("redis://127.0.0.1:6379/notadb")
     monkeypatch.setitem(sys.modules, "tornado_lp.storage.redis_store", None)

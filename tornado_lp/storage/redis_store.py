@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -136,6 +137,9 @@ class RedisStorage(Storage):
             try:
                 await self._check_server()
                 break
+            except StorageConfigError:
+                await self._client.aclose()
+                raise
             except (AuthenticationError, NoPermissionError, ResponseError) as error:
                 await self._client.aclose()
                 raise StorageConfigError(f"redis at {_redact(self.url)} refused: {error}") from None
@@ -363,10 +367,12 @@ def _text(value: Any) -> str:
 
 
 def _redact(url: str) -> str:
-    """``url`` without its password, for logs and errors."""
+    """``url`` without its password (``:pw@`` or ``?password=pw``), for logs and errors."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return parts._replace(netloc=f"{user}:***@{netloc}").geturl()
+    if parts.password is not None:
+        netloc = parts.netloc.rsplit("@", 1)[1]
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{netloc}")
+    if "password=" in parts.query:
+        parts = parts._replace(query=re.sub(r"(^|&)password=[^&]*", r"\1password=***",
+                                            parts.query))
+    return parts.geturl()
