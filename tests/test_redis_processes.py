@@ -338,3 +338,28 @@ def test_sigterm_to_the_parent_while_workers_hold_polls(redis: RedisServer) -> N
         check_clean(node)
     finally:
         node.stop()
+
+
+def test_a_crashed_worker_is_replaced(redis: RedisServer) -> None:
+    (node,) = servers(redis.url, 1, "--processes", "2")
+    node.start()
+    try:
+        assert node.proc is not None
+        first = children_of(node.proc.pid, 2)
+        assert len(first) == 2
+        os.kill(first[0], signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while True:
+            now = children_of(node.proc.pid, 2)
+            if len(now) == 2 and first[0] not in now:
+                break
+            assert time.monotonic() < deadline, now
+            time.sleep(0.05)
+        assert "was killed by signal 9; starting a new one" in node.stderr()
+        sent = [publish(node.url, "crash", f"c{i}") for i in range(10)]
+        status, answer = call(f"{node.url}channels/crash/poll?timeout=0&limit=10&"
+                              f"cursor={sent[0]['id'].rsplit('-', 1)[0]}-0")
+        assert status == 200 and answer["messages"] == sent
+        assert node.terminate(timeout=10) == 0
+    finally:
+        node.stop()
