@@ -67,6 +67,8 @@ def supervise(count: int, worker: Callable[[int], int]) -> int:
     for signum in _SIGNALS:
         signal.signal(signum, stop)
     for index in range(count):
+        if stopping:  # a signal came while the first workers were being forked
+            break
         start(index)
     while children:
         try:
