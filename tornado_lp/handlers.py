@@ -160,6 +160,12 @@ class PublishHandler(JSONHandler):
                     400, 'JSON body must be an object with a string "body"'
                 )
             text = document["body"]
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise tornado.web.HTTPError(
+                    400, "body is not valid UTF-8: it escapes a lone surrogate (\\ud800-\\udfff)"
+                ) from None
         if not text:
             raise tornado.web.HTTPError(400, "empty message: the body has no text")
         return text
@@ -198,7 +204,7 @@ class ChannelInfoHandler(JSONHandler):
             "channel": channel,
             "retained": retained,
             "last_id": (
-                protocol.format_cursor(self.hub.storage.epoch, chunk.last_seq)
+                protocol.format_cursor(chunk.epoch or self.hub.storage.epoch, chunk.last_seq)
                 if chunk.last_seq else None
             ),
             "waiters": self.hub.waiters(channel),
