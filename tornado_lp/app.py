@@ -23,6 +23,7 @@ from .handlers import (
 from .hub import Hub
 from .logs import access_log_function
 from .metrics import Metrics
+from .pages import PublishPageHandler, TickerPageHandler
 from .resources import resource_dir
 from .seed import SeedCreateHandler, SeedUpdateHandler
 from .storage import MemoryStorage, Storage
@@ -88,6 +89,8 @@ def make_app(
         (r"/metrics", MetricsHandler, deps),
         (r"/update", SeedUpdateHandler, deps),
         (r"/(?:create|new)", SeedCreateHandler, deps),
+        (r"/", TickerPageHandler, deps),
+        (r"/publish", PublishPageHandler, deps),
     ]
     generator = None
     if generate_every > 0:
