@@ -64,14 +64,18 @@ def _status_kib(pid: int, key: str) -> int:
 
 
 class ProcessTree:
-    """A server process and its descendants, rescanned on every reading."""
+    """Server processes and their descendants, rescanned on every reading.
 
-    def __init__(self, root: int) -> None:
+    Several roots make one server (tornado_lp and the redis-server it uses).
+    """
+
+    def __init__(self, root: int, *more: int) -> None:
         self.root = root
+        self.roots = (root, *more)
 
     def pids(self) -> list[int]:
-        found = [self.root]
-        frontier = [self.root]
+        found = list(self.roots)
+        frontier = list(self.roots)
         while frontier:
             kids = [k for p in frontier for k in _children(p)]
             found.extend(kids)

@@ -50,6 +50,30 @@ NCHAN_MODULE_PATHS = (
 _URL = re.compile(rb"http://127\.0\.0\.1:(\d+)/")
 
 
+def _free_port() -> int:
+    """A port free on 127.0.0.1 now, for servers that cannot report the one they bound."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def _wait_listening(
+    host: str, port: int, proc: subprocess.Popen[bytes], what: str, limit: float = 20
+) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        try:
+            _, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        return
+    raise RuntimeError(f"{what} did not listen on {host}:{port} within {limit:.0f} s")
+
+
 class TargetUnavailable(Exception):
     """The target cannot run on this machine (binary or backend missing)."""
 
@@ -200,7 +224,11 @@ class _LPSubscriber(Subscriber):
 
 
 class TornadoLP(Target):
-    """tornado_lp itself, on one storage backend."""
+    """tornado_lp itself, on one storage backend.
+
+    For ``redis`` the benchmark starts its own ``redis-server`` (no persistence)
+    on a free port, and counts its CPU and memory as the server's.
+    """
 
     def __init__(
         self, storage: str = "memory", max_messages: int = 100_000, extra_args: Sequence[str] = ()
@@ -210,6 +238,9 @@ class TornadoLP(Target):
         self.max_messages = max_messages
         self.extra_args = list(extra_args)
         self.name = f"tornado_lp {storage}"
+        self.storage_module = storage
+        self._redis: subprocess.Popen[bytes] | None = None
+        self._redis_port = 0
 
     def check_available(self) -> None:
         try:
@@ -218,19 +249,30 @@ class TornadoLP(Target):
             found = None
         if found is None:
             raise TargetUnavailable("package tornado_lp is not importable")
+        if self.storage == "redis":
+            if shutil.which("redis-server") is None:
+                raise TargetUnavailable(
+                    "redis-server is not installed (apt-get install redis-server)"
+                )
+            if importlib.util.find_spec("redis") is None:
+                raise TargetUnavailable("the redis driver is not installed (pip install redis)")
+            self.storage_module = "redis_store"
         if self.storage != "memory":
+            module = self.storage_module
             try:
-                backend = importlib.util.find_spec(f"tornado_lp.storage.{self.storage}")
+                backend = importlib.util.find_spec(f"tornado_lp.storage.{module}")
             except ImportError:
                 backend = None
             if backend is None:
-                raise TargetUnavailable(f"tornado_lp.storage.{self.storage} does not exist yet")
+                raise TargetUnavailable(f"tornado_lp.storage.{module} does not exist yet")
 
     def _storage_url(self, tmp: Path) -> str:
         if self.storage == "memory":
             return "memory://"
         if self.storage == "sqlite":
             return f"sqlite:///{tmp / 'bench.db'}"  # tmp is absolute: four slashes
+        if self.storage == "redis":
+            return f"redis://127.0.0.1:{self._redis_port}/0"
         raise TargetUnavailable(f"no storage URL known for {self.storage}")
 
     def _command(self, tmp: Path) -> list[str]:
@@ -241,6 +283,43 @@ class TornadoLP(Target):
             "--max-messages", str(self.max_messages),
             *self.extra_args,
         ]  # fmt: skip
+
+    async def start(self) -> None:
+        if self.storage == "redis":
+            await self._start_redis()
+        try:
+            await super().start()
+        except BaseException:
+            await self._stop_redis()
+            raise
+
+    async def stop(self) -> None:
+        try:
+            await super().stop()
+        finally:
+            await self._stop_redis()
+
+    async def _start_redis(self) -> None:
+        self._redis_port = _free_port()
+        self._redis = subprocess.Popen(
+            ["redis-server", "--port", str(self._redis_port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", tempfile.gettempdir()],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        await _wait_listening(self.host, self._redis_port, self._redis, "redis-server")
+
+    async def _stop_redis(self) -> None:
+        proc, self._redis = self._redis, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            await asyncio.get_running_loop().run_in_executor(None, proc.wait)
+
+    @property
+    def tree(self) -> ProcessTree:
+        tree = super().tree
+        if self._redis is not None:
+            return ProcessTree(tree.root, self._redis.pid)
+        return tree
 
     def subscriber(self, conn: Connection, channel: str, hold_s: float) -> Subscriber:
         return _LPSubscriber(conn, channel, hold_s)
@@ -364,9 +443,7 @@ class Nchan(Target):
             )
 
     def _command(self, tmp: Path) -> list[str]:
-        with socket.socket() as probe:  # a free port; nginx cannot print the one it got
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = _free_port()  # nginx cannot print the port it got
         conf = _NGINX_CONF.format(
             module=self._module(),
             tmp=tmp,
@@ -380,17 +457,9 @@ class Nchan(Target):
                 "-c", str(tmp / "nginx.conf")]  # fmt: skip
 
     async def _wait_ready(self, tmp: Path) -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            self._check_alive(tmp)
-            try:
-                _, writer = await asyncio.open_connection(self.host, self.port)
-            except OSError:
-                await asyncio.sleep(0.05)
-                continue
-            writer.close()
-            return
-        raise RuntimeError("nginx did not listen within 20 s")
+        if self._proc is None:
+            raise RuntimeError("nginx was not started")
+        await _wait_listening(self.host, self.port, self._proc, "nginx")
 
     def stderr_tail(self, chars: int = 2000) -> str:
         if self._tmp is None:
@@ -436,6 +505,7 @@ def all_targets(lp_args: Sequence[str] = (), variants: Sequence[str] = ()) -> li
         TornadoLP("memory", extra_args=lp_args),
         *extra,
         TornadoLP("sqlite", extra_args=lp_args),
+        TornadoLP("redis", extra_args=lp_args),
         Floor(),
         Nchan(),
     ]
