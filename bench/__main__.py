@@ -8,6 +8,7 @@ import datetime
 import os
 import platform
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -170,8 +171,15 @@ def main(argv: list[str] | None = None) -> int:
     _log(f"bench: {machine}, targets: {[t.name for t in targets]}, repeat {args.repeat}")
 
     started = time.monotonic()
-    with asyncio.Runner(loop_factory=factory) as runner:
-        results = runner.run(_run(args, specs, targets))
+    # SIGTERM ends the run like Ctrl-C: the running scenario is cancelled and its
+    # server (and redis-server) stopped, instead of left behind.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            results = runner.run(_run(args, specs, targets))
+    except KeyboardInterrupt:
+        _log("interrupted: the running scenario's server was stopped; no table")
+        return 130
     rows = report.combine(results)
 
     print(f"\n## {'Quick' if args.quick else 'Full'} run, {machine['date']}\n")

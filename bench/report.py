@@ -32,7 +32,11 @@ def combine(results: Sequence[Result]) -> list[Result]:
     for r in results:
         groups.setdefault((r.target, r.scenario), []).append(r)
     rows: list[Result] = []
-    for runs in groups.values():
+    for all_runs in groups.values():
+        # A run that failed outright (server gone, connection refused) measured
+        # nothing: leave it out of the medians, but keep its note.
+        runs = [r for r in all_runs if not _failed(r)] or all_runs
+        failed = len(all_runs) - len(runs)
         first = runs[0]
         merged = dataclasses.replace(first, run=len(runs), notes=[])
         for f in dataclasses.fields(Result):
@@ -44,13 +48,19 @@ def combine(results: Sequence[Result]) -> list[Result]:
             else:
                 setattr(merged, f.name, _median(values))
         seen: set[str] = set()
-        for r in runs:
+        if failed:
+            merged.notes.append(f"{failed} of {len(all_runs)} runs failed and are left out")
+        for r in all_runs:
             for note in r.notes:
                 if note not in seen:
                     seen.add(note)
                     merged.notes.append(note)
         rows.append(merged)
     return rows
+
+
+def _failed(result: Result) -> bool:
+    return any(note.startswith(("failed:", "scenario stopped")) for note in result.notes)
 
 
 def _fmt(value: float | int | None, digits: int = 1) -> str:
