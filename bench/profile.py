@@ -128,13 +128,24 @@ def main(argv: list[str] | None = None) -> int:
         for name, _, own in rows
         if name.startswith(("select (", "poll (", "EpollSelector.select"))
     )
-    print(f"\n{total} samples, {busy} not idle in the selector. Share of busy samples:\n")
-    print(f"{'incl %':>7} {'self %':>7}  function (file)")
+    # Spread the measured CPU per message over the samples: a function's share
+    # of the busy samples times that is its cost per message in microseconds.
+    us = per or 0.0
+    print(f"\n{total} samples, {busy} not idle in the selector; {us:.1f} us per message.\n")
+    header = f"{'incl %':>7} {'self %':>7} {'incl us':>8} {'self us':>8}  function (file)"
+
+    def line(name: str, incl: int, own: int) -> str:
+        return (
+            f"{100 * incl / busy:7.1f} {100 * own / busy:7.1f} "
+            f"{us * incl / busy:8.1f} {us * own / busy:8.1f}  {name}"
+        )
+
+    print("By inclusive time:\n" + header)
     for name, incl, own in rows[: args.top]:
-        print(f"{100 * incl / busy:7.1f} {100 * own / busy:7.1f}  {name}")
-    print("\nTop by self time:\n")
+        print(line(name, incl, own))
+    print("\nBy self time:\n" + header)
     for name, incl, own in sorted(rows, key=lambda r: -r[2])[: args.top]:
-        print(f"{100 * incl / busy:7.1f} {100 * own / busy:7.1f}  {name}")
+        print(line(name, incl, own))
     return 0
 
 
