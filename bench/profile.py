@@ -5,8 +5,9 @@ attaches ``py-spy record`` to it, runs the scenario, and prints the functions
 with the largest share of the server's samples, inclusive and self, plus the
 µs per delivery they stand for. Raw stacks are kept (``--out``) for a
 flamegraph (``py-spy record --format flamegraph`` gives an SVG directly: use
-``--svg``). py-spy must be installed (``pip install py-spy``); sampling runs
-``--nonblocking`` so the server is not paused, and costs it little.
+``--svg``). py-spy must be installed (``pip install py-spy``); py-spy pauses
+the server for each sample (``--nonblocking`` does not, but then a stack can be
+torn and attributed to the wrong line), which adds a little to its CPU.
 """
 
 from __future__ import annotations
@@ -77,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         "--svg", action="store_true", help="write a flamegraph SVG instead of raw stacks"
     )
     p.add_argument("--top", type=int, default=30)
+    p.add_argument(
+        "--nonblocking",
+        action="store_true",
+        help="do not pause the server to sample (cheaper, but stacks can be torn)",
+    )
     args = p.parse_args(argv)
     pyspy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(pyspy).exists():
@@ -93,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     async def attach(t: Target) -> None:
         fmt = ["--format", "flamegraph"] if args.svg else ["--format", "raw"]
         recorder.append(subprocess.Popen(
-            [pyspy, "record", "--pid", str(t.tree.root), "--rate", str(args.rate), "--nonblocking",
-             *fmt, "-o", str(args.out)],
+            [pyspy, "record", "--pid", str(t.tree.root), "--rate", str(args.rate),
+             *(["--nonblocking"] if args.nonblocking else []), *fmt, "-o", str(args.out)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         ))  # fmt: skip
         await asyncio.sleep(1.0)  # py-spy needs a moment to attach

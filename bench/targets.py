@@ -231,12 +231,17 @@ class TornadoLP(Target):
     """
 
     def __init__(
-        self, storage: str = "memory", max_messages: int = 100_000, extra_args: Sequence[str] = ()
+        self,
+        storage: str = "memory",
+        max_messages: int = 100_000,
+        extra_args: Sequence[str] = (),
+        uvloop: bool = False,
     ) -> None:
         super().__init__()
         self.storage = storage
         self.max_messages = max_messages
         self.extra_args = list(extra_args)
+        self.uvloop = uvloop
         self.name = f"tornado_lp {storage}"
         self.storage_module = storage
         self._redis: subprocess.Popen[bytes] | None = None
@@ -249,6 +254,8 @@ class TornadoLP(Target):
             found = None
         if found is None:
             raise TargetUnavailable("package tornado_lp is not importable")
+        if self.uvloop and importlib.util.find_spec("uvloop") is None:
+            raise TargetUnavailable("uvloop is not installed (pip install uvloop)")
         if self.storage == "redis":
             if shutil.which("redis-server") is None:
                 raise TargetUnavailable(
@@ -276,8 +283,9 @@ class TornadoLP(Target):
         raise TargetUnavailable(f"no storage URL known for {self.storage}")
 
     def _command(self, tmp: Path) -> list[str]:
+        module = "bench._uvloop_run" if self.uvloop else "tornado_lp"
         return [
-            sys.executable, "-m", "tornado_lp",
+            sys.executable, "-m", module,
             "--port", "0",
             "--storage", self._storage_url(tmp),
             "--max-messages", str(self.max_messages),
@@ -494,11 +502,17 @@ def all_targets(lp_args: Sequence[str] = (), variants: Sequence[str] = ()) -> li
     """Every target, in table order; the caller skips the unavailable ones.
 
     Each of ``variants`` (a string of tornado_lp options) adds a memory target
-    named after its options, so a change can be measured beside the default.
+    named after its options, so a change can be measured beside the default;
+    the word ``uvloop`` among them runs that server on uvloop's event loop.
     """
     extra: list[Target] = []
     for options in variants:
-        variant = TornadoLP("memory", extra_args=[*lp_args, *shlex.split(options)])
+        words = shlex.split(options)
+        variant = TornadoLP(
+            "memory",
+            extra_args=[*lp_args, *(w for w in words if w != "uvloop")],
+            uvloop="uvloop" in words,
+        )
         variant.name = f"tornado_lp memory [{options}]"
         extra.append(variant)
     return [
