@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\n## {'Quick' if args.quick else 'Full'} run, {machine['date']}\n")
     print(
-        f"`python -m bench {' '.join(sys.argv[1:])}`: "
+        f"`python -m bench {shlex.join(sys.argv[1:])}`: "
         f"{machine['nproc']} cores ({machine['cpu']}), "
         f"Python {machine['python']}, Tornado {machine['tornado']}, client loop {loop_name}; "
         f"{'median' if args.repeat > 1 else 'one run'} of {args.repeat} "
