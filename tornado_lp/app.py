@@ -25,6 +25,7 @@ from .logs import access_log_function
 from .metrics import Metrics
 from .resources import resource_dir
 from .seed import SeedCreateHandler, SeedUpdateHandler
+from .staticfiles import StaticFiles
 from .storage import MemoryStorage, Storage
 
 __all__ = ["make_app"]
@@ -98,6 +99,7 @@ def make_app(
         default_handler_class=NotFoundHandler,
         default_handler_args=deps,
         static_path=static_path,
+        static_handler_class=StaticFiles,
         template_path=template_path,
         hub=hub,
         ctx=ctx,
