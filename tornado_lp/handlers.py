@@ -152,11 +152,21 @@ class PublishHandler(JSONHandler):
                 document = json.loads(text)
             except ValueError:
                 raise tornado.web.HTTPError(400, "body is not valid JSON") from None
+            except RecursionError:
+                raise tornado.web.HTTPError(
+                    400, "body is not valid JSON: nested too deep"
+                ) from None
             if not isinstance(document, dict) or not isinstance(document.get("body"), str):
                 raise tornado.web.HTTPError(
                     400, 'JSON body must be an object with a string "body"'
                 )
             text = document["body"]
+            try:
+                text.encode("utf-8")  # JSON may escape a lone surrogate ("\ud800"); UTF-8 may not
+            except UnicodeEncodeError:
+                raise tornado.web.HTTPError(
+                    400, 'JSON "body" is not Unicode text: a lone surrogate (\\ud800-\\udfff)'
+                ) from None
         if not text:
             raise tornado.web.HTTPError(400, "empty message: the body has no text")
         return text
