@@ -23,6 +23,7 @@ from .handlers import (
 from .hub import Hub
 from .logs import access_log_function
 from .metrics import Metrics
+from .openapi import OpenAPIHandler
 from .resources import resource_dir
 from .seed import SeedCreateHandler, SeedUpdateHandler
 from .staticfiles import StaticFiles
@@ -89,6 +90,7 @@ def make_app(
         (r"/metrics", MetricsHandler, deps),
         (r"/update", SeedUpdateHandler, deps),
         (r"/(?:create|new)", SeedCreateHandler, deps),
+        (r"/openapi\.yaml", OpenAPIHandler, deps),
     ]
     generator = None
     if generate_every > 0:
