@@ -30,7 +30,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from .serverproc import ServerProcess
-from .test_openapi import CANONICAL, load_document, routed_paths
+from .test_openapi import CANONICAL
 
 PUBLISH_TOKEN = "schemathesis-token"
 # Examples per operation and phase: 25 keeps this module near 20 s, the same
@@ -74,8 +74,7 @@ def _load_schema() -> schemathesis.BaseSchema:
         deterministic=DETERMINISTIC,
         database="none",
     )
-    pending = sorted(set(load_document()["paths"]) - routed_paths())
-    return loaded.exclude(path=pending) if pending else loaded
+    return loaded
 
 
 schema = _load_schema()
@@ -90,9 +89,14 @@ def test_live_server_serves_the_document(live_server: ServerProcess) -> None:
 def test_api_conforms_to_document(
     case: schemathesis.Case[Any], live_server: ServerProcess
 ) -> None:
+    checks = CHECKS
+    if case.operation.path == "/":
+        # The ticker's title must be printable, which JSON Schema cannot say: a
+        # schema-valid title may be refused there.
+        checks = [c for c in CHECKS if c is not positive_data_acceptance]
     case.call_and_validate(
         base_url=live_server.url.rstrip("/"),
         headers={"Authorization": f"Bearer {PUBLISH_TOKEN}"},
-        checks=CHECKS,
+        checks=checks,
         timeout=10,
     )

@@ -24,6 +24,7 @@ from .hub import Hub
 from .logs import access_log_function
 from .metrics import Metrics
 from .openapi import OpenAPIHandler
+from .pages import PublishPageHandler, TickerPageHandler
 from .resources import resource_dir
 from .seed import SeedCreateHandler, SeedUpdateHandler
 from .staticfiles import StaticFiles
@@ -90,6 +91,8 @@ def make_app(
         (r"/metrics", MetricsHandler, deps),
         (r"/update", SeedUpdateHandler, deps),
         (r"/(?:create|new)", SeedCreateHandler, deps),
+        (r"/", TickerPageHandler, deps),
+        (r"/publish", PublishPageHandler, deps),
         (r"/openapi\.yaml", OpenAPIHandler, deps),
     ]
     generator = None
