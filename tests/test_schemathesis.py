@@ -1,7 +1,8 @@
 """schemathesis against a live server: every operation of the OpenAPI document.
 
-The server is a real ``python -m tornado_lp`` process with a publish token and
-holds capped at 0.2 s (``--poll-timeout-max``), so polls answer quickly.
+The server is a real ``python -m tornado_lp`` process, once with a publish
+token and once with private channels, with holds capped at 0.2 s
+(``--poll-timeout-max``) so polls answer quickly.
 schemathesis sends valid and invalid data to every operation and checks: no
 5xx; status code, content type, headers and body as documented; invalid data
 refused with a 4xx, valid data accepted; undocumented methods answered 405
@@ -33,7 +34,7 @@ from .serverproc import ServerProcess
 from .test_openapi import CANONICAL
 
 PUBLISH_TOKEN = "schemathesis-token"
-# Examples per operation and phase: 25 keeps this module near 20 s, the same
+# Examples per operation and phase: 25 keeps this module near 40 s, the same
 # examples every run. A deeper hunt, new examples each time:
 #   TORNADO_LP_FUZZ_EXAMPLES=300 TORNADO_LP_FUZZ_SEED=random python -m pytest tests/test_sch*
 MAX_EXAMPLES = int(os.environ.get("TORNADO_LP_FUZZ_EXAMPLES", "25"))
@@ -50,11 +51,21 @@ CHECKS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def live_server() -> Iterator[ServerProcess]:
+# Two deployments: publishing needs a token (channels open), and channels are
+# private (polls need a subscribe token: the fuzzer has none, so they are 403s)
+# while publishing is open to loopback clients.
+SERVERS = {
+    "publish-token": ("--publish-token", PUBLISH_TOKEN),
+    "private": ("--subscribe-secret", "schemathesis-secret",
+                "--cors-origin", "https://kiosk.example"),
+}
+
+
+@pytest.fixture(scope="module", params=list(SERVERS))
+def live_server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
     server = ServerProcess(
-        "--poll-timeout-max", "0.2", "--publish-token", PUBLISH_TOKEN,
-        "--max-message-bytes", "8192", "--max-channels", "100000",
+        "--poll-timeout-max", "0.2", "--max-message-bytes", "8192", "--max-channels", "100000",
+        *SERVERS[request.param],
     )
     with server:
         yield server
