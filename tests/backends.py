@@ -9,6 +9,7 @@ one entry to ``BACKENDS``; every test parametrised on ``backend`` then covers th
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -39,8 +40,19 @@ class Backend:
         return asyncio.run(main())
 
 
+def _redis(limits: Limits) -> Storage:
+    """A RedisStorage on the session's redis-server, under a key prefix of its own."""
+    from tornado_lp.storage.redis_store import RedisStorage
+
+    from .redis_server import session_server
+
+    prefix = f"test:{uuid.uuid4().hex[:12]}:"
+    return RedisStorage(session_server().url, limits, prefix=prefix, connect_timeout=5)
+
+
 BACKENDS: dict[str, Backend] = {
     "memory": Backend("memory", lambda limits: MemoryStorage(limits)),
+    "redis": Backend("redis", _redis),
 }
 
 

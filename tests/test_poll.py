@@ -121,6 +121,8 @@ class PollTest(AppCase):
             await asyncio.sleep(0.001)
         assert self.hub.condition_backlog("gone") == 0
         assert "gone" not in self.hub._channels
+        metrics = (await self.request("GET", "/metrics")).body.decode()
+        assert 'tornado_lp_polls_total{outcome="error"} 0.0' in metrics  # gone is no outcome
 
     @gen_test
     async def test_timeout_above_maximum_is_capped(self) -> None:

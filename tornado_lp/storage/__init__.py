@@ -33,17 +33,36 @@ __all__ = [
     "storage_from_url",
 ]
 
-SCHEMES = "memory://"
+SCHEMES = "memory://, redis://, rediss://, unix://"
 
 
-def storage_from_url(url: str, limits: Limits | None = None) -> Storage:
+def storage_from_url(
+    url: str,
+    limits: Limits | None = None,
+    *,
+    redis_prefix: str = "tornado_lp:",
+    redis_connect_timeout: float = 10.0,
+) -> Storage:
     """Make (not open) the backend that ``url`` names.
 
-    Raises :class:`StorageConfigError` for an unknown scheme or a malformed URL.
+    ``redis_*`` apply to ``redis://``, ``rediss://`` and ``unix://`` (a Redis
+    socket). Raises :class:`StorageConfigError` for an unknown scheme, a
+    malformed URL or a backend whose driver is not installed.
     """
     scheme = urlsplit(url).scheme.lower()
     if scheme == "memory":
         return MemoryStorage(limits)
+    if scheme in {"redis", "rediss", "unix"}:
+        try:
+            from .redis_store import RedisStorage
+        except ImportError as error:
+            raise StorageConfigError(
+                f"{scheme}:// needs the redis driver ({error}): "
+                "pip install 'tornado_lp[redis]'"
+            ) from None
+        return RedisStorage(
+            url, limits, prefix=redis_prefix, connect_timeout=redis_connect_timeout
+        )
     raise StorageConfigError(
         f"unknown storage scheme {scheme!r} in {url!r}: use one of {SCHEMES}"
     )
