@@ -3,7 +3,8 @@
 hypothesis builds requests no HTTP client would send (random paths and
 methods, percent-encoded invalid UTF-8 and NUL bytes, 10 KB query strings,
 huge numbers, duplicate parameters, odd Content-Types, random bodies) and sends
-them on raw sockets to one real server process (holds capped at 0.2 s). Every
+them on raw sockets to a real server process (holds capped at 0.2 s), once
+per storage backend. Every
 request must be answered within the hold time plus a margin, with a 2xx/3xx/4xx
 status (a 5xx only as the documented 503 with Retry-After), with
 ``{"error": "..."}`` for every error and JSON wherever the route is JSON; the
@@ -33,6 +34,7 @@ from tornado_lp.staticfiles import StaticFiles
 
 from .rawhttp import Answer, exchange, request
 from .serverproc import ServerProcess
+from .storages import SERVER_STORAGES, server_storage
 from .test_openapi import handler_for
 
 HOLD = 0.2  # --poll-timeout-max of the server under test
@@ -63,11 +65,11 @@ class Server:
         return new
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
+@pytest.fixture(scope="module", params=SERVER_STORAGES)
+def server(request: pytest.FixtureRequest) -> Iterator[Server]:
     with ServerProcess("--poll-timeout-max", str(HOLD), "--idle-timeout", str(IDLE),
-                       "--max-message-bytes", "20000",
-                       "--cors-origin", "https://kiosk.example") as process:
+                       "--max-message-bytes", "20000", "--cors-origin", "https://kiosk.example",
+                       *server_storage(request.param)) as process:
         yield Server(process)
         assert_serves_normal_poll(process)
         stderr = process.stderr()

@@ -1,8 +1,8 @@
 """schemathesis against a live server: every operation of the OpenAPI document.
 
 The server is a real ``python -m tornado_lp`` process, once with a publish
-token and once with private channels, with holds capped at 0.2 s
-(``--poll-timeout-max``) so polls answer quickly.
+token (memory store) and once with private channels (Redis), with holds
+capped at 0.2 s (``--poll-timeout-max``) so polls answer quickly.
 schemathesis sends valid and invalid data to every operation and checks: no
 5xx; status code, content type, headers and body as documented; invalid data
 refused with a 4xx, valid data accepted; undocumented methods answered 405
@@ -31,6 +31,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from .serverproc import ServerProcess
+from .storages import server_storage
 from .test_openapi import CANONICAL
 
 PUBLISH_TOKEN = "schemathesis-token"
@@ -51,21 +52,22 @@ CHECKS = [
 ]
 
 
-# Two deployments: publishing needs a token (channels open), and channels are
-# private (polls need a subscribe token: the fuzzer has none, so they are 403s)
-# while publishing is open to loopback clients.
+# Two deployments: publishing needs a token (channels open, memory store), and
+# channels are private (polls need a subscribe token: the fuzzer has none, so
+# they are 403s) while loopback clients publish without one, on Redis.
 SERVERS = {
-    "publish-token": ("--publish-token", PUBLISH_TOKEN),
-    "private": ("--subscribe-secret", "schemathesis-secret",
-                "--cors-origin", "https://kiosk.example"),
+    "publish-token": ("memory", ("--publish-token", PUBLISH_TOKEN)),
+    "private-redis": ("redis", ("--subscribe-secret", "schemathesis-secret",
+                                "--cors-origin", "https://kiosk.example")),
 }
 
 
 @pytest.fixture(scope="module", params=list(SERVERS))
 def live_server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+    storage, options = SERVERS[request.param]
     server = ServerProcess(
         "--poll-timeout-max", "0.2", "--max-message-bytes", "8192", "--max-channels", "100000",
-        *SERVERS[request.param],
+        *options, *server_storage(storage),
     )
     with server:
         yield server

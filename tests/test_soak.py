@@ -3,13 +3,14 @@
 Skipped by the default run (``-m "not soak"`` in setup.cfg); run it with
 ``TORNADO_LP_SOAK_SECONDS=120 python -m pytest -m soak`` (.ci/run runs 20 s).
 
-On a few channels, publishers post (text and JSON) while pollers follow every
-message with their cursors; meanwhile other clients drop held polls mid-hold,
-give up half-way through a request head or body, and send bad requests. Then:
-every poller saw every message of its channel published after it started,
-once and in order (none missed, none reset); no request went unanswered beyond
-its hold; every bad request got a 4xx; no poll is held anywhere (``waiters`` 0
-on every channel touched, the held-polls gauge 0); the server logged no ERROR
+Once per storage backend. On a few channels, publishers post (text and JSON)
+while pollers follow every message with their cursors; meanwhile other
+clients drop held polls mid-hold, give up half-way through a request head or
+body, and send bad requests. Then: every poller saw every message of its
+channel published after it started, once and in order (none missed, none
+reset); no request went unanswered beyond its hold; every bad request got a
+4xx; no poll is held anywhere (``waiters`` 0 on every channel touched, the
+held-polls gauge 0); the server logged no ERROR
 and no traceback. The server's RSS before and after is printed.
 """
 
@@ -30,6 +31,7 @@ import pytest
 
 from .rawhttp import Answer, address, parse
 from .serverproc import ServerProcess
+from .storages import SERVER_STORAGES, server_storage
 
 pytestmark = pytest.mark.soak
 
@@ -289,9 +291,11 @@ async def settled(server: ServerProcess) -> tuple[dict[str, int], float]:
         await asyncio.sleep(0.2)
 
 
-def test_soak(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("storage", SERVER_STORAGES)
+def test_soak(storage: str, capsys: pytest.CaptureFixture[str]) -> None:
     with ServerProcess("--poll-timeout-max", "5", "--max-messages", "1000000",
-                       "--idle-timeout", "5", "--body-timeout", "5") as server:
+                       "--idle-timeout", "5", "--body-timeout", "5",
+                       *server_storage(storage)) as server:
         assert server.proc is not None
         rss_start = rss_kib(server.proc.pid)
         started = time.monotonic()
@@ -301,8 +305,9 @@ def test_soak(capsys: pytest.CaptureFixture[str]) -> None:
         rss_end = rss_kib(server.proc.pid)
         log = server.stderr()
     with capsys.disabled():
-        print(f"\nsoak: {elapsed:.0f} s, {dict(tally.counts)}; server RSS {rss_start} KiB at "
-              f"start, {rss_end} KiB at the end ({tally.counts['published']} messages retained)")
+        print(f"\nsoak ({storage}): {elapsed:.0f} s, {dict(tally.counts)}; server RSS "
+              f"{rss_start} KiB at start, {rss_end} KiB at the end "
+              f"({tally.counts['published']} messages retained)")
 
     assert not tally.problems, "\n".join(tally.problems)
     assert tally.counts["published"] > 0 and tally.counts["dropped polls"] > 0
