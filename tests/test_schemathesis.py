@@ -93,6 +93,10 @@ def _load_schema() -> schemathesis.BaseSchema:
 schema = _load_schema()
 
 
+def test_document_is_valid_openapi() -> None:
+    schema.validate()  # against the OpenAPI 3.1 meta-schema
+
+
 def test_live_server_serves_the_document(live_server: ServerProcess) -> None:
     with urllib.request.urlopen(f"{live_server.url}openapi.yaml", timeout=10) as response:
         assert response.read() == CANONICAL.read_bytes()
