@@ -37,7 +37,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 _URL = re.compile(r"http://\S+")
-LOOPBACK = "http://127.0.0.1"
 NOT_LOOPBACK = re.compile(r"^(?!http://127\.0\.0\.1[:/])")
 
 
