@@ -6,13 +6,14 @@ import asyncio
 
 from tornado.testing import gen_test
 
-from tornado_lp.storage import Limits, MemoryStorage, Storage
+from tornado_lp.storage import Limits
 
-from .httpcase import AppCase, error_of
+from .httpcase import AppCase, each_backend, error_of
 
 KEYS = {"messages", "cursor", "more", "missed", "reset"}
 
 
+@each_backend
 class PollTest(AppCase):
     @gen_test
     async def test_held_poll_released_by_publish_from_another_request(self) -> None:
@@ -153,9 +154,9 @@ class PollTest(AppCase):
         assert self.hub.total_waiters() == 0
 
 
+@each_backend
 class TrimmedPollTest(AppCase):
-    def make_storage(self) -> Storage:
-        return MemoryStorage(Limits(max_messages=3))
+    limits = Limits(max_messages=3)
 
     @gen_test
     async def test_trimmed_cursor_reports_missed(self) -> None:
@@ -179,6 +180,7 @@ class TrimmedPollTest(AppCase):
         assert answer["missed"] is True
 
 
+@each_backend
 class ManyPollersTest(AppCase):
     @gen_test(timeout=60)
     async def test_20_publishers_50_pollers_one_order_no_loss_no_duplicates(self) -> None:

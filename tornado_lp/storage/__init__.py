@@ -33,7 +33,7 @@ __all__ = [
     "storage_from_url",
 ]
 
-SCHEMES = "memory://"
+SCHEMES = "memory://, sqlite:///relative.db, sqlite:////absolute.db"
 
 
 def storage_from_url(url: str, limits: Limits | None = None) -> Storage:
@@ -44,6 +44,10 @@ def storage_from_url(url: str, limits: Limits | None = None) -> Storage:
     scheme = urlsplit(url).scheme.lower()
     if scheme == "memory":
         return MemoryStorage(limits)
+    if scheme == "sqlite":
+        from .sqlite import SqliteStorage
+
+        return SqliteStorage.from_url(url, limits)
     raise StorageConfigError(
         f"unknown storage scheme {scheme!r} in {url!r}: use one of {SCHEMES}"
     )
