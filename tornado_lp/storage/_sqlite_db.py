@@ -88,8 +88,9 @@ class Database:
             self.epoch = self._schema()
         except sqlite3.Error as error:
             self.close()
+            hint = " (is its folder writable?)" if "unable to open" in str(error) else ""
             raise StorageConfigError(
-                f"cannot use {path!r} as a SQLite database: {_describe(error)}"
+                f"cannot use {path!r} as a SQLite database: {_describe(error)}{hint}"
             ) from None
         except StorageConfigError:
             self.close()
@@ -236,10 +237,11 @@ class Database:
         cutoff = (time.time() if now is None else now) - self.limits.max_age
         try:
             conn.execute("BEGIN IMMEDIATE")
-            # Only channels whose oldest row has expired: one primary-key probe per channel.
+            # Only channels whose oldest row has expired: one primary-key probe per channel
+            # (CROSS JOIN keeps channels as the outer loop, never a scan of messages).
             stale = conn.execute(
                 "SELECT c.id, c.first_seq, c.last_seq FROM channels AS c"
-                " JOIN messages AS m ON m.channel = c.id AND m.seq = c.first_seq"
+                " CROSS JOIN messages AS m ON m.channel = c.id AND m.seq = c.first_seq"
                 " WHERE m.ts < ?",
                 (cutoff,),
             ).fetchall()
