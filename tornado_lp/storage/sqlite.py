@@ -45,6 +45,8 @@ SYNCHRONOUS = ("full", "normal")
 # Job kinds on the worker's queue.
 _APPEND, _CALL, _CLOSE = "append", "call", "close"
 
+#: One append waiting for the worker: channel, body, and the future of its (seq, ts).
+_Append = tuple[str, str, "asyncio.Future[tuple[int, float]]"]
 #: What the worker hands back: the future, its result, or the error to raise.
 _Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]
 
@@ -86,6 +88,7 @@ class SqliteStorage(Storage):
         self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._opening: asyncio.Future[str] | None = None
+        self._appends: list[_Append] = []
         self._ready = False
         self._closed = False
 
@@ -146,6 +149,7 @@ class SqliteStorage(Storage):
         self._closed = True
         if not self._ready:
             return  # never opened (or opening failed): no worker is running
+        self._flush_appends()  # appends not handed over yet are committed before closing
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.put(_Job(_CLOSE, None, done))
         await done  # set after the worker closed the connection; the thread then ends
@@ -153,8 +157,19 @@ class SqliteStorage(Storage):
     # -- the contract ----------------------------------------------------
 
     async def append(self, channel: str, body: str) -> Message:
-        seq, ts = await self._submit(_APPEND, (channel, body))
+        self._check_open()
+        future: asyncio.Future[tuple[int, float]] = asyncio.get_running_loop().create_future()
+        self._appends.append((channel, body, future))
+        if len(self._appends) == 1:
+            # Appends made in this turn of the loop go to the worker as one job.
+            asyncio.get_running_loop().call_soon(self._flush_appends)
+        seq, ts = await future
         return Message(self.epoch, channel, seq, body, ts)
+
+    def _flush_appends(self) -> None:
+        batch, self._appends = self._appends, []
+        if batch:
+            self._queue.put(_Job(_APPEND, batch, None))
 
     async def read(self, channel: str, after: int | None, limit: int) -> Slice:
         rows, last_seq, first_seq = await self._call(self._db.read, channel, after, limit)
@@ -181,11 +196,14 @@ class SqliteStorage(Storage):
         """Run ``func(connection)`` on the worker thread (tests: pragmas, trace callbacks)."""
         return await self._call(lambda: func(self._db.conn))
 
-    def _submit(self, kind: str, args: Any) -> asyncio.Future[Any]:
+    def _check_open(self) -> None:
         if self._closed:
             raise StorageUnavailable("the SQLite store is closed")
         if not self._ready:
             raise StorageUnavailable("the SQLite store is not open")
+
+    def _submit(self, kind: str, args: Any) -> asyncio.Future[Any]:
+        self._check_open()
         future = asyncio.get_running_loop().create_future()
         self._queue.put(_Job(kind, args, future))
         return future
@@ -226,7 +244,7 @@ class SqliteStorage(Storage):
                     jobs.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            appends = [job for job in jobs if job.kind is _APPEND]
+            appends = [item for job in jobs if job.kind is _APPEND for item in job.args]
             if appends:
                 self._append_all(appends)
             outcomes: list[_Outcome] = []
@@ -249,19 +267,19 @@ class SqliteStorage(Storage):
             if outcomes:
                 _deliver(outcomes)
 
-    def _append_all(self, jobs: list[_Job]) -> None:
+    def _append_all(self, appends: list[_Append]) -> None:
         """One transaction for every queued append, then one wake-up of the loop."""
         try:
-            results = self._db.append_many([job.args for job in jobs])
+            results = self._db.append_many([(channel, body) for channel, body, _ in appends])
         except Exception as error:  # a bug must not kill the worker and hang every caller
             log.exception("SQLite append failed")
-            results = [StorageUnavailable(f"SQLite append failed: {error}")] * len(jobs)
+            results = [StorageUnavailable(f"SQLite append failed: {error}")] * len(appends)
         outcomes: list[_Outcome] = []
-        for job, result in zip(jobs, results, strict=True):
+        for (_, _, future), result in zip(appends, results, strict=True):
             if isinstance(result, BaseException):
-                outcomes.append((job.future, None, result))  # type: ignore[arg-type]
+                outcomes.append((future, None, result))
             else:
-                outcomes.append((job.future, result, None))  # type: ignore[arg-type]
+                outcomes.append((future, result, None))
         _deliver(outcomes)
 
 
