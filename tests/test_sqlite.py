@@ -426,3 +426,33 @@ class LockedHTTPTest(AppCase):
         assert second["id"] == f"{self.storage.epoch}-2"
         answer = await self.poll("news", cursor=first["id"], timeout=0)
         assert [m["body"] for m in answer["messages"]] == ["after the lock"]
+
+
+def test_an_idle_sweep_takes_no_write_lock() -> None:
+    async def scenario(storage: SqliteStorage) -> None:
+        await storage.append("fresh", "not old yet")
+        statements = await trace(storage)
+        await asyncio.sleep(0.6)  # two sweeps (every max_age / 4), nothing to expire
+        assert any(s.startswith("SELECT c.id") for s in statements), statements
+        assert not any(s.startswith(("BEGIN", "DELETE")) for s in statements), statements
+
+    run(scratch_db(), scenario, limits=Limits(max_age=1.0))
+
+
+def test_close_again_after_a_cancelled_close_still_finishes_it() -> None:
+    path = scratch_db()
+
+    async def main() -> None:
+        storage = SqliteStorage(path)
+        await storage.open()
+        await storage.append("c", "x")
+        closing = asyncio.ensure_future(storage.close())
+        await asyncio.sleep(0)
+        closing.cancel()  # as asyncio.wait_for does when the shutdown grace runs out
+        await storage.close()
+        assert not os.path.exists(path + "-wal")
+        with pytest.raises(StorageUnavailable, match="closed"):
+            await storage.append("c", "too late")
+
+    asyncio.run(main())
+    assert rows(path, "SELECT body FROM messages") == [("x",)]

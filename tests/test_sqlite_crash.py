@@ -39,7 +39,9 @@ class Client:
         self.conn.close()
 
 
-def publish_all(url: str, acked: dict[str, str], stop: threading.Event) -> list[threading.Thread]:
+def publish_all(
+    url: str, acked: dict[str, str], stop: threading.Event, errors: list[BaseException]
+) -> list[threading.Thread]:
     """CLIENTS threads publishing PER_CLIENT messages each; ``acked``: body -> id of each 201."""
 
     def client(c: int) -> None:
@@ -55,6 +57,8 @@ def publish_all(url: str, acked: dict[str, str], stop: threading.Event) -> list[
                 acked[message["body"]] = message["id"]
         except (OSError, http.client.HTTPException):
             return  # the server died under us: what was acknowledged so far counts
+        except BaseException as error:
+            errors.append(error)
         finally:
             http_client.close()
 
@@ -78,15 +82,27 @@ class Poller(threading.Thread):
         client = Client(self.url)
         try:
             while not self.stop.is_set():
-                query = f"timeout=0.5&limit=1000&cursor={self.cursor or ''}"
+                # The first poll answers at once, so the poller holds a cursor from the start.
+                wait = 0.5 if self.cursor else 0
+                query = f"timeout={wait}&limit=1000&cursor={self.cursor or ''}"
                 status, answer = client.call("GET", f"/channels/{CHANNEL}/poll?{query}")
                 assert status == 200 and not answer["reset"] and not answer["missed"], answer
                 self.seen.extend((m["id"], m["body"]) for m in answer["messages"])
                 self.cursor = answer["cursor"]
         except (OSError, http.client.HTTPException):
             return
+        except BaseException as error:
+            self.error = error
         finally:
             client.close()
+
+    error: BaseException | None = None
+
+    def wait_for_cursor(self) -> None:
+        deadline = time.monotonic() + 10
+        while self.cursor is None and self.error is None and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert self.cursor is not None, self.error
 
 
 def everything(url: str, cursor: str | None = None) -> tuple[list[tuple[str, str]], str]:
@@ -128,19 +144,21 @@ def check_store(stored: list[tuple[str, str]], acked: dict[str, str], note: str)
 
 
 def test_kill_9_at_a_random_moment_loses_no_acknowledged_message() -> None:
-    seed = random.randrange(1 << 30)
+    seed = int(os.environ.get("TORNADO_LP_CRASH_SEED") or random.randrange(1 << 30))
     kill_after = random.Random(seed).randint(1, CLIENTS * PER_CLIENT - 50)
     note = f"(seed {seed}: kill -9 after {kill_after} acknowledgements)"
     path = scratch_db()
     url_arg = f"sqlite:///{os.path.abspath(path)}"
     acked: dict[str, str] = {}
     stop = threading.Event()
+    errors: list[BaseException] = []
 
     server = ServerProcess("--storage", url_arg).start()
     try:
         poller = Poller(server.url)
         poller.start()
-        threads = publish_all(server.url, acked, stop)
+        poller.wait_for_cursor()
+        threads = publish_all(server.url, acked, stop, errors)
         deadline = time.monotonic() + 60
         while len(acked) < kill_after and time.monotonic() < deadline:
             time.sleep(0.0005)
@@ -151,6 +169,7 @@ def test_kill_9_at_a_random_moment_loses_no_acknowledged_message() -> None:
             thread.join(30)
     finally:
         server.stop()
+    assert not errors and poller.error is None, (errors, poller.error, note)
     assert len(acked) >= kill_after, note
     held_cursor = poller.cursor
 
@@ -173,16 +192,19 @@ def test_sigterm_checkpoints_the_wal_and_restart_resumes() -> None:
     path = scratch_db()
     url_arg = f"sqlite:///{os.path.abspath(path)}"
     acked: dict[str, str] = {}
+    errors: list[BaseException] = []
     with ServerProcess("--storage", url_arg) as server:
         poller = Poller(server.url)
         poller.start()
-        for thread in publish_all(server.url, acked, threading.Event()):
+        poller.wait_for_cursor()
+        for thread in publish_all(server.url, acked, threading.Event(), errors):
             thread.join(60)
-        assert len(acked) == CLIENTS * PER_CLIENT
+        assert not errors and len(acked) == CLIENTS * PER_CLIENT, errors
         while len(poller.seen) < 300:  # let the poller get part of the way
             time.sleep(0.01)
         poller.stop.set()
         poller.join(10)
+        assert poller.error is None, poller.error
         assert server.terminate(timeout=10) == 0
         assert "Traceback" not in server.stderr()
     wal = path + "-wal"

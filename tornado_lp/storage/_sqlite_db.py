@@ -236,15 +236,18 @@ class Database:
         conn = self._conn()
         cutoff = (time.time() if now is None else now) - self.limits.max_age
         try:
-            conn.execute("BEGIN IMMEDIATE")
             # Only channels whose oldest row has expired: one primary-key probe per channel
             # (CROSS JOIN keeps channels as the outer loop, never a scan of messages).
+            # Read outside a write transaction: a sweep with nothing to do takes no lock.
             stale = conn.execute(
                 "SELECT c.id, c.first_seq, c.last_seq FROM channels AS c"
                 " CROSS JOIN messages AS m ON m.channel = c.id AND m.seq = c.first_seq"
                 " WHERE m.ts < ?",
                 (cutoff,),
             ).fetchall()
+            if not stale:
+                return 0
+            conn.execute("BEGIN IMMEDIATE")  # only this thread writes: `stale` is still true
             for cid, first_seq, last_seq in stale:
                 keep_from = self._first_fresh(cid, first_seq, last_seq, cutoff)
                 conn.execute(

@@ -91,6 +91,7 @@ class SqliteStorage(Storage):
         self._appends: list[_Append] = []
         self._ready = False
         self._closed = False
+        self._closing: asyncio.Future[None] | None = None
 
     @classmethod
     def from_url(cls, url: str, limits: Limits | None = None) -> SqliteStorage:
@@ -143,16 +144,21 @@ class SqliteStorage(Storage):
         self._ready = True
 
     async def close(self) -> None:
-        """Commit what is queued, checkpoint the WAL, close the file; idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        if not self._ready:
-            return  # never opened (or opening failed): no worker is running
-        self._flush_appends()  # appends not handed over yet are committed before closing
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put(_Job(_CLOSE, None, done))
-        await done  # set after the worker closed the connection; the thread then ends
+        """Commit what is queued, checkpoint the WAL, close the file.
+
+        Idempotent; a second call (also after the first was cancelled) waits
+        for the same close to finish.
+        """
+        if self._closing is None:
+            self._closed = True
+            self._closing = asyncio.get_running_loop().create_future()
+            if not self._ready:  # never opened (or opening failed): no worker is running
+                self._closing.set_result(None)
+            else:
+                self._flush_appends()  # appends not handed over yet are committed first
+                self._queue.put(_Job(_CLOSE, None, self._closing))
+        # Set after the worker closed the connection; the thread then ends.
+        await asyncio.shield(self._closing)
 
     # -- the contract ----------------------------------------------------
 
