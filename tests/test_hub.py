@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from tornado_lp.hub import Hold, Hub
-from tornado_lp.storage import MemoryStorage, Message, Slice, Storage
+from tornado_lp.storage import Limits, MemoryStorage, Message, Slice, Storage
 
 from .backends import Backend
 
@@ -202,5 +202,66 @@ def test_wake_all_rechecks_every_channel() -> None:
         assert [[m.body for m in r.messages] for r in results if r] == [
             ["late 0"], ["late 1"], ["late 2"]
         ]
+
+    asyncio.run(main())
+
+
+class CountingStorage(MemoryStorage):
+    """A real MemoryStorage that counts its reads."""
+
+    def __init__(self) -> None:
+        super().__init__(Limits())
+        self.reads = 0
+
+    async def read(self, channel: str, after: int | None, limit: int) -> Slice:
+        self.reads += 1
+        return await super().read(channel, after, limit)
+
+
+def test_woken_polls_with_one_cursor_share_one_read_and_one_answer() -> None:
+    async def main() -> None:
+        storage = CountingStorage()
+        hub = Hub(storage)
+        first = await hub.publish("fan", "first")
+        polls = [asyncio.ensure_future(hub.poll("fan", first.id, HOUR, 50)) for _ in range(200)]
+        while hub.waiters("fan") < 200:
+            await asyncio.sleep(0)
+        assert storage.reads == 1  # 200 polls arrived with one cursor: one read
+        storage.reads = 0
+        await hub.publish("fan", "second")
+        results = await asyncio.gather(*polls)
+        assert storage.reads == 1
+        assert all(r is results[0] for r in results)  # one answer object, encoded once
+        assert results[0] is not None and [m.body for m in results[0].messages] == ["second"]
+        assert results[0].encode() is results[-1].encode()
+
+    asyncio.run(main())
+
+
+def test_a_failed_shared_read_fails_every_poll_sharing_it() -> None:
+    from tornado_lp.storage import StorageUnavailable
+
+    class FailingStorage(MemoryStorage):
+        fail = False
+
+        async def read(self, channel: str, after: int | None, limit: int) -> Slice:
+            await asyncio.sleep(0)  # in flight long enough to be shared
+            if self.fail:
+                raise StorageUnavailable("disk on fire")
+            return await super().read(channel, after, limit)
+
+    async def main() -> None:
+        storage = FailingStorage()
+        hub = Hub(storage)
+        await hub.open()
+        storage.fail = True
+        polls = [asyncio.ensure_future(hub.poll("f", None, HOUR, 10)) for _ in range(3)]
+        outcomes = await asyncio.gather(*polls, return_exceptions=True)
+        assert all(isinstance(o, StorageUnavailable) for o in outcomes)
+        assert hub.total_waiters() == 0
+        storage.fail = False
+        await hub.publish("f", "recovered")
+        result = await hub.poll("f", None, HOUR, 10)
+        assert result is not None and result.messages[0].body == "recovered"
 
     asyncio.run(main())

@@ -97,6 +97,10 @@ def test_generator_publishes_through_the_hub() -> None:
         (["--log-level", "loud"], {}, "--log-level"),
         (["--static-path", "/no/such/dir"], {}, "--static-path"),
         (["--storage", "ftp://x"], {}, "ftp"),
+        (["--cors-origin", "not an origin"], {}, "--cors-origin"),
+        ([], {"TORNADO_LP_CORS_ORIGIN": "https://ok.example,bad"}, "TORNADO_LP_CORS_ORIGIN"),
+        (["--log-format", "xml"], {}, "--log-format"),
+        (["--max-waiters", "0"], {}, "--max-waiters"),
         (["--no-such-option"], {}, "unrecognized"),
         ([], {"TORNADO_LP_PORT": "x"}, "TORNADO_LP_PORT"),
         ([], {"TORNADO_LP_XHEADERS": "maybe"}, "TORNADO_LP_XHEADERS"),
@@ -124,6 +128,19 @@ def test_help_lists_every_option() -> None:
     for option in ["--address", "--port", "--storage", "--max-messages", "--max-age",
                    "--max-channels", "--max-message-bytes", "--poll-timeout-max",
                    "--generate-every", "--generate-channel", "--publish-token", "--log-level",
-                   "--xheaders", "--static-path", "--template-path"]:
+                   "--xheaders", "--static-path", "--template-path", "--max-waiters",
+                   "--idle-timeout", "--body-timeout", "--subscribe-secret", "--cors-origin",
+                   "--max-displays", "--log-format"]:
         assert option in done.stdout
     assert "TORNADO_LP_" in done.stdout
+
+
+def test_cors_origins_from_environment_and_command_line() -> None:
+    from tornado_lp.config import parse_args
+
+    env = {"TORNADO_LP_CORS_ORIGIN": "https://a.example, https://b.example:8443"}
+    assert parse_args([], env).cors_origin == ["https://a.example", "https://b.example:8443"]
+    assert parse_args(["--cors-origin", "https://c.example"], env).cors_origin == [
+        "https://c.example"
+    ]
+    assert parse_args([], {}).cors_origin == []

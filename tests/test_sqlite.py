@@ -356,7 +356,8 @@ def test_held_poll_does_not_touch_the_database_until_a_publish() -> None:
         await hub.publish("quiet", "two")
         results = await asyncio.gather(*polls)
         assert all(r is not None and [m.body for m in r.messages] == ["two"] for r in results)
-        assert sum(s.startswith("SELECT seq") for s in statements) == 20  # one read per poll
+        reads = sum(s.startswith("SELECT seq") for s in statements)
+        assert 1 <= reads <= 20, reads  # at most one read per poll (the hub may share them)
 
     run(scratch_db(), scenario)
 

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import tornado.web
 
+from .base import Context, Settings
+from .displays import DisplayRegistry
 from .generator import Generator
 from .handlers import (
     ChannelInfoHandler,
-    Config,
+    DisplaysHandler,
+    DisplaysPageHandler,
     HealthHandler,
+    MetricsHandler,
     NotFoundHandler,
     PollHandler,
     PublishHandler,
 )
 from .hub import Hub
+from .logs import access_log_function
+from .metrics import Metrics
+from .pages import PublishPageHandler, TickerPageHandler
 from .resources import resource_dir
 from .seed import SeedCreateHandler, SeedUpdateHandler
 from .storage import MemoryStorage, Storage
@@ -31,8 +39,13 @@ def make_app(
     max_message_bytes: int = 65536,
     poll_timeout_max: float = 60.0,
     publish_token: str | None = None,
+    max_waiters: int = 50_000,
+    subscribe_secret: str | None = None,
+    cors_origins: Iterable[str] = (),
+    max_displays: int = 10_000,
     generate_every: float = 0.0,
     generate_channel: str = "default",
+    log_format: str = "text",
     static_path: str | None = None,
     template_path: str | None = None,
     **settings: Any,
@@ -51,20 +64,33 @@ def make_app(
         raise ValueError("max_message_bytes must be at least 1")
     if not poll_timeout_max >= 0:
         raise ValueError("poll_timeout_max must be a number >= 0")
-    hub = Hub(storage if storage is not None else MemoryStorage())
-    config = Config(
-        max_message_bytes=max_message_bytes,
-        poll_timeout_max=poll_timeout_max,
-        publish_token=publish_token or None,
+    hub = Hub(storage if storage is not None else MemoryStorage(), max_waiters=max_waiters)
+    displays = DisplayRegistry(max_displays)
+    ctx = Context(
+        hub=hub,
+        settings=Settings(
+            max_message_bytes=max_message_bytes,
+            poll_timeout_max=poll_timeout_max,
+            publish_token=publish_token or None,
+            subscribe_secret=subscribe_secret or None,
+            cors_origins=frozenset(cors_origins),
+        ),
+        metrics=Metrics(hub.total_waiters, displays.live_count),
+        displays=displays,
     )
-    deps = {"hub": hub, "config": config}
+    deps = {"ctx": ctx}
     routes: list[Any] = [
         (rf"/channels/{_CHANNEL}/poll", PollHandler, deps),
         (rf"/channels/{_CHANNEL}/messages", PublishHandler, deps),
         (rf"/channels/{_CHANNEL}", ChannelInfoHandler, deps),
         (r"/healthz", HealthHandler, deps),
+        (r"/displays", DisplaysHandler, deps),
+        (r"/displays\.html", DisplaysPageHandler, deps),
+        (r"/metrics", MetricsHandler, deps),
         (r"/update", SeedUpdateHandler, deps),
         (r"/(?:create|new)", SeedCreateHandler, deps),
+        (r"/", TickerPageHandler, deps),
+        (r"/publish", PublishPageHandler, deps),
     ]
     generator = None
     if generate_every > 0:
@@ -77,6 +103,8 @@ def make_app(
         static_path=static_path,
         template_path=template_path,
         hub=hub,
+        ctx=ctx,
         generator=generator,
+        log_function=access_log_function(log_format == "json"),
         **settings,
     )

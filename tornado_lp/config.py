@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
@@ -42,6 +43,13 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _positive_seconds(text: str) -> float:
+    value = _seconds(text)
+    if value == 0:
+        raise ValueError
+    return value
+
+
 def _channel(text: str) -> str:
     if not valid_channel(text):
         raise ValueError
@@ -52,6 +60,18 @@ def _folder(text: str) -> str:
     if not os.path.isdir(text):
         raise ValueError
     return os.path.abspath(text)
+
+
+def _log_format(text: str) -> str:
+    if text.lower() not in {"text", "json"}:
+        raise ValueError
+    return text.lower()
+
+
+def _origin(text: str) -> str:
+    if not re.fullmatch(r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?", text):
+        raise ValueError
+    return text
 
 
 def _level(text: str) -> str:
@@ -83,6 +103,12 @@ OPTIONS: list[tuple[str, Callable[[str], Any] | None, Any, str]] = [
     ("max-channels", _named("an integer >= 1", _positive_int), 10000, "channels per store"),
     ("max-message-bytes", _named("an integer >= 1", _positive_int), 65536,
      "largest publish request body, in bytes"),
+    ("max-waiters", _named("an integer >= 1", _positive_int), 50_000,
+     "held polls per process; beyond it a poll gets 503 with Retry-After"),
+    ("idle-timeout", _named("seconds > 0", _positive_seconds), 60.0,
+     "close a connection that sends no complete request head for this long"),
+    ("body-timeout", _named("seconds > 0", _positive_seconds), 30.0,
+     "close a connection whose request body takes longer than this"),
     ("poll-timeout-max", _named("seconds >= 0", _seconds), 60.0,
      "longest hold a poll may ask for, in seconds"),
     ("generate-every", _named("seconds >= 0", _seconds), 0.0,
@@ -92,12 +118,22 @@ OPTIONS: list[tuple[str, Callable[[str], Any] | None, Any, str]] = [
     ("publish-token", None, None,
      "token publishers must send as 'Authorization: Bearer <token>' "
      "(unset: only loopback clients may publish)"),
+    ("subscribe-secret", None, None,
+     "make every channel private: polls need ?token= signed with this secret "
+     "(make one with: python -m tornado_lp token --channel NAME --ttl 30d)"),
+    ("cors-origin", _named("an origin like https://example.com", _origin), [],
+     "allow browser pages from this origin to poll and publish (repeatable; "
+     "in the environment: comma-separated)"),
+    ("max-displays", _named("an integer >= 1", _positive_int), 10_000,
+     "displays remembered for /displays (least recently seen forgotten first)"),
     ("xheaders", None, False,
      "trust X-Forwarded-For / X-Real-Ip from a reverse proxy for the client address"),
     ("static-path", _named("a folder", _folder), None,
      "serve static files from this folder instead of the installed static/"),
     ("template-path", _named("a folder", _folder), None,
      "load page templates from this folder instead of the installed templates/"),
+    ("log-format", _named("text or json", _log_format), "text",
+     "log lines as plain text or as one JSON object per line"),
     ("log-level", _named("one of debug, info, warning, error", _level), "INFO", "log level"),
 ]
 
@@ -120,6 +156,12 @@ def _env_default(
         if text.lower() in {"", "0", "false", "no", "off"}:
             return False
         _fail(f"{key}: expected true or false, got {text!r}")
+    if isinstance(default, list):
+        assert convert is not None
+        try:
+            return [convert(item.strip()) for item in text.split(",") if item.strip()]
+        except argparse.ArgumentTypeError as error:
+            _fail(f"{key}: {error}")
     if convert is None:
         return text
     try:
@@ -146,6 +188,11 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         value = _env_default(name, convert, default, environ)
         if isinstance(default, bool):
             parser.add_argument(f"--{name}", action="store_true", default=value, help=text)
+        elif isinstance(default, list):
+            # Repeatable: the command line's list replaces the environment's.
+            parser.add_argument(f"--{name}", type=convert or str, action="append", default=None,
+                                help=text)
+            parser.set_defaults(**{f"_{name.replace('-', '_')}_from_env": value})
         else:
             parser.add_argument(f"--{name}", type=convert or str, default=value, help=text)
     return parser
@@ -154,4 +201,12 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
 def parse_args(
     argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
 ) -> argparse.Namespace:
-    return build_parser(environ).parse_args(argv)
+    options = build_parser(environ).parse_args(argv)
+    for name, _convert, default, _text in OPTIONS:
+        if isinstance(default, list):
+            attr = name.replace("-", "_")
+            from_env = getattr(options, f"_{attr}_from_env")
+            delattr(options, f"_{attr}_from_env")
+            if getattr(options, attr) is None:
+                setattr(options, attr, from_env)
+    return options

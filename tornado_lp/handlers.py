@@ -1,124 +1,35 @@
-"""HTTP handlers of the JSON API: poll, publish, channel info, health, errors.
+"""HTTP handlers of the JSON API: poll, publish, channel info, health, displays, metrics.
 
-Every handler gets its collaborators through ``initialize()``; every error,
-including Tornado's own (404, 405), is answered as ``{"error": "..."}``.
+Every error, including Tornado's own (404, 405), is answered as ``{"error": "..."}``
+(see :class:`~tornado_lp.base.JSONHandler`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+import time
 
 import tornado.web
-from tornado.escape import json_encode
 
 from . import protocol
 from .auth import PublishDenied, check_publisher
-from .hub import Hold, Hub, PollResult
-from .storage import ChannelLimitError, StorageError, StorageUnavailable
+from .base import ApiError, JSONHandler
+from .displays import valid_display
+from .storage import ChannelLimitError, Message, StorageError, StorageUnavailable
 
 __all__ = [
     "ChannelInfoHandler",
+    "DisplaysHandler",
+    "DisplaysPageHandler",
     "HealthHandler",
-    "JSONHandler",
+    "MetricsHandler",
     "NotFoundHandler",
     "PollHandler",
     "PublishHandler",
 ]
 
 log = logging.getLogger("tornado_lp.handlers")
-
-JSON_TYPE = "application/json; charset=utf-8"
-
-
-class Config:
-    """Per-application settings the handlers need (no global state)."""
-
-    __slots__ = ("max_message_bytes", "poll_timeout_max", "publish_token")
-
-    def __init__(
-        self,
-        *,
-        max_message_bytes: int = 65536,
-        poll_timeout_max: float = 60.0,
-        publish_token: str | None = None,
-    ) -> None:
-        self.max_message_bytes = max_message_bytes
-        self.poll_timeout_max = poll_timeout_max
-        self.publish_token = publish_token
-
-
-class JSONHandler(tornado.web.RequestHandler):
-    """Base: JSON errors, no caching, no ETag hashing, held polls that end with the client."""
-
-    hub: Hub
-    config: Config
-    _hold: Hold | None = None
-
-    def initialize(self, hub: Hub, config: Config) -> None:
-        self.hub = hub
-        self.config = config
-
-    def set_default_headers(self) -> None:
-        self.set_header("Content-Type", JSON_TYPE)
-        self.set_header("Cache-Control", "no-store")
-
-    def compute_etag(self) -> None:
-        return None
-
-    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        # An HTTPError is an answer, not a fault: the access log line says enough.
-        if not isinstance(value, tornado.web.HTTPError):
-            super().log_exception(typ, value, tb)
-
-    def write_json(self, status: int, payload: dict[str, Any]) -> None:
-        self.set_status(status)
-        self.finish(json_encode(payload))
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        self.set_header("Content-Type", JSON_TYPE)
-        self.set_header("Cache-Control", "no-store")
-        message = self._reason
-        exc_info = kwargs.get("exc_info")
-        if exc_info is not None:
-            error = exc_info[1]
-            if isinstance(error, tornado.web.HTTPError) and error.log_message:
-                message = error.log_message % error.args if error.args else error.log_message
-            elif status_code >= 500:
-                message = "internal server error"
-        if status_code == 405:
-            allowed = [m for m in self.SUPPORTED_METHODS
-                       if getattr(type(self), m.lower()) is not getattr(
-                           tornado.web.RequestHandler, m.lower())]
-            self.set_header("Allow", ", ".join(allowed))
-            message = f"method {self.request.method} is not allowed here"
-        self.finish(json_encode({"error": message}))
-
-    async def held_poll(
-        self, channel: str, cursor: str | None, timeout: float, limit: int
-    ) -> PollResult | None:
-        """Poll the hub; ``None`` when the client went away (nothing to write)."""
-        self._hold = Hold()
-        try:
-            result = await self.hub.poll(channel, cursor, timeout, limit, self._hold)
-        except StorageUnavailable as error:
-            raise tornado.web.HTTPError(503, "storage unavailable: %s", error) from None
-        if result is None or self.request.connection.stream.closed():  # type: ignore[union-attr]
-            return None
-        return result
-
-    def on_connection_close(self) -> None:
-        if self._hold is not None:
-            self._hold.cancel()
-
-    def channel_or_400(self, name: str) -> str:
-        if not protocol.valid_channel(name):
-            raise tornado.web.HTTPError(
-                400, "invalid channel name %r: use 1-64 characters of A-Z a-z 0-9 _ . -",
-                name[:80],
-            )
-        return name
 
 
 class NotFoundHandler(JSONHandler):
@@ -131,8 +42,13 @@ class NotFoundHandler(JSONHandler):
 class PollHandler(JSONHandler):
     """``GET /channels/{channel}/poll``: see docs/PROTOCOL.md."""
 
+    _outcome = "error"
+    _delivered = 0
+    _display: str | None = None
+
     async def get(self, channel: str) -> None:
         channel = self.channel_or_400(channel)
+        self.check_subscriber(channel)
         arg = self.get_query_argument
         try:
             cursor = arg("cursor", None)
@@ -140,10 +56,31 @@ class PollHandler(JSONHandler):
             timeout = protocol.parse_timeout(arg("timeout", None), self.config.poll_timeout_max)
             limit = protocol.parse_limit(arg("limit", None))
         except protocol.ProtocolError as error:
-            raise tornado.web.HTTPError(400, "%s", error) from None
+            raise ApiError(400, str(error)) from None
+        display = arg("display", None)
+        if display is not None:
+            if not valid_display(display):
+                raise ApiError(400, "display must be 1-64 characters of A-Z a-z 0-9 _ . : -")
+            self._display = display
+            self.ctx.displays.poll_started(
+                display, channel, self.request.remote_ip or "",
+                self.request.headers.get("User-Agent", ""), timeout,
+            )
         result = await self.held_poll(channel, cursor, timeout, limit)
         if result is not None:
+            self._delivered = len(result.messages)
+            self._outcome = (
+                "reset" if result.reset else "missed" if result.missed
+                else "messages" if result.messages else "timeout"
+            )
             self.finish(result.encode())
+
+    def on_finish(self) -> None:
+        if self._display is not None:
+            self.ctx.displays.poll_ended(self._display)
+        if self.get_status() != 200:
+            self._outcome = "error"
+        self.ctx.metrics.poll_answered(self._outcome, self._delivered)
 
 
 @tornado.web.stream_request_body
@@ -158,15 +95,17 @@ class PublishHandler(JSONHandler):
     def prepare(self) -> None:
         self._chunks: list[bytes] = []
         self._size = 0
+        if self.request.method == "OPTIONS":
+            return  # a CORS preflight carries no credentials
         self.authorize()
         limit = self.config.max_message_bytes
         length = self.request.headers.get("Content-Length")
         if length is not None:
             if not length.isdigit():
-                raise tornado.web.HTTPError(400, "Content-Length must be a number")
+                raise ApiError(400, "Content-Length must be a number")
             if int(length) > limit:
-                raise tornado.web.HTTPError(
-                    413, "message too large: %s bytes, the limit is %d bytes", length, limit
+                raise ApiError(
+                    413, f"message too large: {length} bytes, the limit is {limit} bytes"
                 )
 
     def authorize(self) -> None:
@@ -177,9 +116,10 @@ class PublishHandler(JSONHandler):
                 self.request.remote_ip,
             )
         except PublishDenied as denied:
+            headers = {}
             if denied.status == 401:
-                self.set_header("WWW-Authenticate", 'Bearer realm="tornado_lp"')
-            raise tornado.web.HTTPError(denied.status, "%s", denied.message) from None
+                headers["WWW-Authenticate"] = 'Bearer realm="tornado_lp"'
+            raise ApiError(denied.status, denied.message, headers) from None
 
     def data_received(self, chunk: bytes) -> None:
         self._size += len(chunk)
@@ -189,11 +129,11 @@ class PublishHandler(JSONHandler):
     async def post(self, channel: str) -> None:
         channel = self.channel_or_400(channel)
         if self._size > self.config.max_message_bytes:
-            raise tornado.web.HTTPError(
-                413, "message too large: the limit is %d bytes", self.config.max_message_bytes
+            raise ApiError(
+                413, f"message too large: the limit is {self.config.max_message_bytes} bytes"
             )
         body = self.message_body(b"".join(self._chunks))
-        message = await publish(self.hub, channel, body)
+        message = await self.publish(channel, body)
         self.set_status(201)
         self.finish(message.encoded)
 
@@ -222,17 +162,20 @@ class PublishHandler(JSONHandler):
         return text
 
 
-async def publish(hub: Hub, channel: str, body: str) -> Any:
-    """Publish through the hub, mapping storage failures to HTTP errors."""
-    try:
-        return await hub.publish(channel, body)
-    except ChannelLimitError as error:
-        raise tornado.web.HTTPError(507, "%s", error) from None
-    except StorageUnavailable as error:
-        raise tornado.web.HTTPError(503, "storage unavailable: %s", error) from None
-    except StorageError as error:
-        log.error("publish to %s failed: %s", channel, error)
-        raise tornado.web.HTTPError(503, "storage error: %s", error) from None
+    async def publish(self, channel: str, body: str) -> Message:
+        """Publish through the hub, mapping storage failures to HTTP errors."""
+        started = time.perf_counter()
+        try:
+            message = await self.hub.publish(channel, body)
+        except ChannelLimitError as error:
+            raise ApiError(507, str(error)) from None
+        except StorageError as error:
+            self.ctx.metrics.storage_error()
+            if not isinstance(error, StorageUnavailable):
+                log.error("publish to %s failed: %s", channel, error)
+            raise ApiError(503, f"storage unavailable: {error}") from None
+        self.ctx.metrics.published(time.perf_counter() - started)
+        return message
 
 
 class ChannelInfoHandler(JSONHandler):
@@ -240,11 +183,13 @@ class ChannelInfoHandler(JSONHandler):
 
     async def get(self, channel: str) -> None:
         channel = self.channel_or_400(channel)
+        self.check_subscriber(channel)
         try:
             await self.hub.open()
             chunk = await self.hub.storage.read(channel, None, 1)
         except StorageUnavailable as error:
-            raise tornado.web.HTTPError(503, "storage unavailable: %s", error) from None
+            self.ctx.metrics.storage_error()
+            raise ApiError(503, f"storage unavailable: {error}") from None
         retained = chunk.last_seq - chunk.first_seq + 1
         self.write_json(200, {
             "channel": channel,
@@ -265,5 +210,40 @@ class HealthHandler(JSONHandler):
             await self.hub.open()
             await self.hub.storage.ping()
         except StorageError as error:
-            raise tornado.web.HTTPError(503, "storage unavailable: %s", error) from None
+            raise ApiError(503, f"storage unavailable: {error}") from None
         self.write_json(200, {"status": "ok"})
+
+
+class DisplaysHandler(JSONHandler):
+    """``GET /displays``: every display seen in the last 24 h with its state."""
+
+    def get(self) -> None:
+        displays = self.ctx.displays.snapshot()
+        self.write_json(200, {"displays": displays, "count": len(displays),
+                              "server_time": round(time.time(), 3)})
+
+
+class DisplaysPageHandler(JSONHandler):
+    """``GET /displays.html``: the same list for people, refreshed every 10 s."""
+
+    def set_default_headers(self) -> None:
+        super().set_default_headers()
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'")
+
+    def get(self) -> None:
+        displays = self.ctx.displays.snapshot()
+        live = sum(1 for d in displays if d["state"] == "live")
+        self.render("displays.html", displays=displays, live=live)
+
+
+class MetricsHandler(JSONHandler):
+    """``GET /metrics``: Prometheus text format."""
+
+    def get(self) -> None:
+        metrics = self.ctx.metrics
+        if not metrics.available:
+            raise ApiError(404, "metrics need prometheus-client: pip install 'tornado_lp[metrics]'")
+        body, content_type = metrics.exposition()
+        self.set_header("Content-Type", content_type)
+        self.finish(body)

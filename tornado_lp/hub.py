@@ -20,17 +20,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from dataclasses import dataclass
 
 from tornado.ioloop import IOLoop
 from tornado.locks import Condition
 
 from .protocol import format_cursor, parse_cursor
-from .storage import Message, Storage
+from .storage import Message, Slice, Storage
 
-__all__ = ["Hold", "Hub", "PollResult"]
+__all__ = ["Hold", "Hub", "Overloaded", "PollResult"]
 
 log = logging.getLogger("tornado_lp.hub")
+
+
+class Overloaded(Exception):
+    """A poll cannot be held now: the process holds ``max_waiters`` polls, or is shutting down."""
 
 
 class _ChannelCondition(Condition):
@@ -58,13 +61,26 @@ class _ChannelCondition(Condition):
         return len(self._waiters)
 
 
+_ReadKey = tuple[int | None, int, bool]
+_Read = tuple[Slice, "PollResult | None"]
+
+
 class _ChannelState:
-    __slots__ = ("cond", "holds", "version")
+    """One channel's held polls: the Condition, the wake version, and shared reads.
+
+    ``reads`` maps (after, limit, reset) to the read made at ``reads_version``:
+    the thousand polls a publish wakes mostly hold the same cursor, so they
+    share one storage read and one encoded answer instead of making one each.
+    """
+
+    __slots__ = ("cond", "holds", "reads", "reads_version", "version")
 
     def __init__(self) -> None:
         self.cond = _ChannelCondition()
         self.version = 0
         self.holds = 0
+        self.reads: dict[_ReadKey, asyncio.Future[_Read]] = {}
+        self.reads_version = 0
 
 
 class Hold:
@@ -82,23 +98,39 @@ class Hold:
             self.future.cancel()
 
 
-@dataclass(frozen=True)
 class PollResult:
-    """A poll answer. ``encode()`` gives the JSON body shared by identical answers."""
+    """A poll answer. ``encode()`` gives its JSON body, computed once and shared."""
 
-    messages: list[Message]
-    cursor: str
-    more: bool = False
-    missed: bool = False
-    reset: bool = False
+    __slots__ = ("_encoded", "cursor", "messages", "missed", "more", "reset")
+
+    def __init__(
+        self,
+        messages: list[Message],
+        cursor: str,
+        more: bool = False,
+        missed: bool = False,
+        reset: bool = False,
+    ) -> None:
+        self.messages = messages
+        self.cursor = cursor
+        self.more = more
+        self.missed = missed
+        self.reset = reset
+        self._encoded: bytes | None = None
 
     def encode(self) -> bytes:
-        body = ",".join(m.encoded for m in self.messages)
-        return (
-            f'{{"messages":[{body}],"cursor":"{self.cursor}",'
-            f'"more":{_JSON_BOOL[self.more]},"missed":{_JSON_BOOL[self.missed]},'
-            f'"reset":{_JSON_BOOL[self.reset]}}}'
-        ).encode()
+        if self._encoded is None:
+            body = ",".join(m.encoded for m in self.messages)
+            self._encoded = (
+                f'{{"messages":[{body}],"cursor":"{self.cursor}",'
+                f'"more":{_JSON_BOOL[self.more]},"missed":{_JSON_BOOL[self.missed]},'
+                f'"reset":{_JSON_BOOL[self.reset]}}}'
+            ).encode()
+        return self._encoded
+
+    def __repr__(self) -> str:
+        return (f"PollResult({len(self.messages)} messages, cursor={self.cursor!r}, "
+                f"more={self.more}, missed={self.missed}, reset={self.reset})")
 
 
 _JSON_BOOL = {True: "true", False: "false"}
@@ -107,8 +139,12 @@ _JSON_BOOL = {True: "true", False: "false"}
 class Hub:
     """Publish and poll over one storage. Owns no global state."""
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, max_waiters: int = 50_000) -> None:
+        if max_waiters < 1:
+            raise ValueError("max_waiters must be at least 1")
         self.storage = storage
+        self.max_waiters = max_waiters
+        self._held = 0
         self._channels: dict[str, _ChannelState] = {}
         self._opened = False
         self._closing = False
@@ -170,7 +206,8 @@ class Hub:
         return state.holds if state is not None else 0
 
     def total_waiters(self) -> int:
-        return sum(state.holds for state in self._channels.values())
+        """Polls currently held in this process, on all channels."""
+        return self._held
 
     def condition_backlog(self, channel: str) -> int:
         """Futures in the channel Condition's waiter list (0 if no state)."""
@@ -188,7 +225,9 @@ class Hub:
         """Answer a poll, holding up to ``timeout`` seconds when nothing is newer.
 
         ``cursor`` must already be well-formed (see :func:`parse_cursor`).
-        Returns ``None`` only when ``hold`` was cancelled.
+        Returns ``None`` only when ``hold`` was cancelled. Raises
+        :class:`Overloaded` when a poll that may need holding arrives while
+        ``max_waiters`` polls are held or the hub is closing.
         """
         if not self._opened:
             await self.open()
@@ -201,25 +240,28 @@ class Hub:
                 after = parsed.seq
             else:
                 reset = True
-        if timeout <= 0 or self._closing:
+        if timeout <= 0:
             return await self._read_once(channel, after, limit, reset)
+        if self._closing:
+            raise Overloaded("the server is shutting down")
+        if self._held >= self.max_waiters:
+            raise Overloaded(f"too many held polls ({self.max_waiters}, --max-waiters)")
 
         state = self._channels.get(channel)
         if state is None:
             state = self._channels[channel] = _ChannelState()
         state.holds += 1
+        self._held += 1
         deadline = IOLoop.current().time() + timeout
         try:
             while True:
                 version = state.version
-                chunk = await storage.read(channel, after, limit)
+                chunk, result = await self._shared_read(state, channel, after, limit, reset)
                 if hold is not None and hold.cancelled:
                     return None
                 if after is not None and after > chunk.last_seq:
                     reset, after = True, None
                     continue
-                result = _result(storage.epoch, chunk.messages, chunk.last_seq,
-                                 chunk.first_seq, after, reset)
                 if result is not None:
                     return result
                 if after is None:
@@ -239,9 +281,42 @@ class Hub:
                         return None
                     raise
         finally:
+            self._held -= 1
             state.holds -= 1
             if state.holds == 0 and self._channels.get(channel) is state:
                 del self._channels[channel]
+
+    async def _shared_read(
+        self, state: _ChannelState, channel: str, after: int | None, limit: int, reset: bool
+    ) -> _Read:
+        """Read storage and build the answer once per key and wake version.
+
+        The first poll to ask reads; polls asking for the same key while that
+        read is in flight, or after it, at the same version, get its result.
+        """
+        if state.reads_version != state.version:
+            state.reads.clear()
+            state.reads_version = state.version
+        key = (after, limit, reset)
+        shared = state.reads.get(key)
+        if shared is not None:
+            return shared.result() if shared.done() else await shared
+        shared = state.reads[key] = asyncio.get_running_loop().create_future()
+        try:
+            chunk = await self.storage.read(channel, after, limit)
+        except BaseException as error:
+            if state.reads.get(key) is shared:
+                del state.reads[key]
+            if isinstance(error, Exception):
+                shared.set_exception(error)
+                shared.exception()  # retrieved: no "never retrieved" warning if nobody shared it
+            else:
+                shared.cancel()
+            raise
+        answer = (chunk, _result(self.storage.epoch, chunk.messages, chunk.last_seq,
+                                 chunk.first_seq, after, reset))
+        shared.set_result(answer)
+        return answer
 
     async def _read_once(
         self, channel: str, after: int | None, limit: int, reset: bool

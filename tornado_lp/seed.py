@@ -17,7 +17,8 @@ import tornado.web
 from tornado.escape import json_encode
 
 from . import protocol
-from .handlers import JSONHandler, PublishHandler, publish
+from .base import JSONHandler
+from .handlers import PublishHandler
 
 __all__ = ["SEED_CHANNEL", "SeedCreateHandler", "SeedUpdateHandler", "random_text"]
 
@@ -37,6 +38,7 @@ class SeedUpdateHandler(JSONHandler):
         pass
 
     async def post(self) -> None:
+        self.check_subscriber(SEED_CHANNEL)
         cursor = self.get_body_argument("id", "") or None
         try:
             protocol.parse_cursor(cursor)
@@ -56,6 +58,6 @@ class SeedCreateHandler(PublishHandler):
     """``POST /create`` and ``POST /new``: publish a random 6-character message."""
 
     async def post(self) -> None:  # type: ignore[override]
-        message = await publish(self.hub, SEED_CHANNEL, random_text())
+        message = await self.publish(SEED_CHANNEL, random_text())
         self.set_status(201)
         self.finish(message.encoded)

@@ -13,6 +13,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
@@ -21,13 +22,34 @@ from . import __version__
 from .app import make_app
 from .config import parse_args
 from .hub import Hub
+from .logs import configure_logging
 from .storage import Limits, StorageConfigError, storage_from_url
+from .token_cli import token_main
 
 __all__ = ["main", "run"]
 
 log = logging.getLogger("tornado_lp")
 
 SHUTDOWN_GRACE = 1.5  # seconds for held polls to be answered and connections to close
+
+
+MAX_HEADER_BYTES = 16 * 1024  # request line + headers; a 10 KB query string still fits
+
+
+def http_limits(options: argparse.Namespace) -> dict[str, Any]:
+    """Tornado's connection limits, derived from our options so slow or huge requests
+    cannot pin memory: request heads within ``--idle-timeout`` and 16 KB, bodies within
+    ``--body-timeout`` and a little over ``--max-message-bytes`` (our handler answers 413
+    from Content-Length before reading; the slack lets chunked bodies reach that 413 too).
+    """
+    max_body = 2 * options.max_message_bytes + 64 * 1024
+    return {
+        "max_header_size": MAX_HEADER_BYTES,
+        "max_body_size": max_body,
+        "max_buffer_size": max_body + MAX_HEADER_BYTES,
+        "idle_connection_timeout": options.idle_timeout,
+        "body_timeout": options.body_timeout,
+    }
 
 
 def _fail(message: str) -> int:
@@ -52,6 +74,11 @@ async def serve(options: argparse.Namespace) -> int:
             max_message_bytes=options.max_message_bytes,
             poll_timeout_max=options.poll_timeout_max,
             publish_token=options.publish_token,
+            max_waiters=options.max_waiters,
+            subscribe_secret=options.subscribe_secret,
+            cors_origins=options.cors_origin,
+            max_displays=options.max_displays,
+            log_format=options.log_format,
             generate_every=options.generate_every,
             generate_channel=options.generate_channel,
             static_path=options.static_path,
@@ -61,7 +88,7 @@ async def serve(options: argparse.Namespace) -> int:
         await storage.close()
         return _fail(str(error))
     hub: Hub = app.settings["hub"]
-    server = HTTPServer(app, xheaders=options.xheaders)
+    server = HTTPServer(app, xheaders=options.xheaders, **http_limits(options))
     try:
         sockets = bind_sockets(options.port, options.address)
     except OSError as error:
@@ -105,11 +132,11 @@ async def serve(options: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    options = parse_args(argv)
-    logging.basicConfig(
-        level=options.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["token"]:
+        return token_main(args[1:])
+    options = parse_args(args)
+    configure_logging(options.log_level, options.log_format)
     return asyncio.run(serve(options))
 
 

@@ -1,0 +1,85 @@
+"""Page options and the JSON block of the ticker page (the browser tests cover the rest)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from tornado.testing import gen_test
+
+from tornado_lp.pages import OptionError, parse_ticker_options, script_json
+
+from .httpcase import AppCase
+
+
+def test_defaults() -> None:
+    options = parse_ticker_options({}, hold_max=60)
+    assert options.channels == ("default",)
+    assert (options.speed, options.theme, options.max, options.title) == (120.0, "dark", 50, "")
+    assert (options.hold, options.token, options.display) == (25.0, None, None)
+
+
+def test_channel_list_is_trimmed_and_deduplicated() -> None:
+    options = parse_ticker_options({"channel": " a, b ,a,,c "}, hold_max=60)
+    assert options.channels == ("a", "b", "c")
+
+
+def test_hold_is_capped_like_the_poll_timeout() -> None:
+    assert parse_ticker_options({"hold": "50"}, hold_max=10).hold == 10
+
+
+@pytest.mark.parametrize(
+    ("query", "name"),
+    [
+        ({"channel": "a/b"}, "channel"),
+        ({"channel": ",".join(f"c{i}" for i in range(17))}, "channel"),
+        ({"speed": "0"}, "speed"),
+        ({"speed": "nan"}, "speed"),
+        ({"max": "1001"}, "max"),
+        ({"max": "-1"}, "max"),
+        ({"theme": "neon"}, "theme"),
+        ({"hold": "-1"}, "hold"),
+        ({"title": "x" * 201}, "title"),
+        ({"title": "line\nbreak"}, "title"),
+        ({"display": "lobby screen"}, "display"),
+    ],
+)
+def test_bad_options_name_themselves(query: dict[str, str | None], name: str) -> None:
+    with pytest.raises(OptionError, match=rf"^{name}\b"):
+        parse_ticker_options(query, hold_max=60)
+
+
+def test_script_json_cannot_close_its_script_element() -> None:
+    data = {"body": "</script><script>alert(1)</script> & <!--"}
+    text = script_json(data)
+    assert not re.search(r"[<>&]", text)
+    assert json.loads(text) == data
+
+
+class PageCase(AppCase):
+    @gen_test
+    async def test_page_carries_backlog_cursor_and_security_headers(self) -> None:
+        message = await self.publish("lobby", "</script><b>hi</b>")
+        response = await self.request("GET", "/?channel=lobby&title=%3Cb%3ELobby%3C/b%3E")
+        assert response.code == 200
+        assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+        assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+        page = response.body.decode()
+        assert "<b>" not in page  # neither the body nor the title reaches the HTML as markup
+        block = re.search(
+            r'<script type="application/json" id="ticker-data">(.*?)</script>', page, re.S
+        )
+        assert block is not None
+        data = json.loads(block.group(1))
+        assert data["backlog"]["lobby"] == {"messages": [message], "cursor": message["id"]}
+        assert data["options"]["title"] == "<b>Lobby</b>"
+        assert re.findall(r"<script(?![^>]*\bsrc=)(?![^>]*application/json)", page) == []
+
+    @gen_test
+    async def test_publish_page(self) -> None:
+        response = await self.request("GET", "/publish?channel=ops")
+        assert response.code == 200
+        assert 'value="ops"' in response.body.decode()
+        assert "Content-Security-Policy" in response.headers

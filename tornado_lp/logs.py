@@ -1,0 +1,93 @@
+"""Logging: one access line per request, as text or JSON, with secrets redacted.
+
+Nothing that carries a token is logged: the ``token`` query parameter is
+replaced by ``REDACTED``, and headers (``Authorization``) are never logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from urllib.parse import parse_qsl, urlencode
+
+from tornado.web import RequestHandler
+
+__all__ = ["JSONFormatter", "access_log_function", "configure_logging", "redacted_uri"]
+
+access_log = logging.getLogger("tornado.access")
+SECRET_PARAMETERS = frozenset({"token"})
+
+
+def redacted_uri(path: str, query: str) -> str:
+    """``path?query`` with the values of secret parameters replaced."""
+    if not query:
+        return path
+    if not any(f"{name}=" in query for name in SECRET_PARAMETERS):
+        return f"{path}?{query}"
+    pairs = [
+        (key, "REDACTED" if key in SECRET_PARAMETERS else value)
+        for key, value in parse_qsl(query, keep_blank_values=True)
+    ]
+    return f"{path}?{urlencode(pairs, safe='')}"
+
+
+def access_log_function(json_lines: bool) -> Callable[[RequestHandler], None]:
+    """Tornado ``log_function``: status, method, redacted URI, client, duration."""
+
+    def log_request(handler: RequestHandler) -> None:
+        status = handler.get_status()
+        if status < 400:
+            level = logging.INFO
+        elif status < 500:
+            level = logging.WARNING
+        else:
+            level = logging.ERROR
+        if not access_log.isEnabledFor(level):
+            return
+        request = handler.request
+        uri = redacted_uri(request.path, request.query)
+        duration_ms = 1000.0 * request.request_time()
+        if json_lines:
+            access_log.log(level, "request", extra={"fields": {
+                "status": status, "method": request.method, "uri": uri,
+                "remote_ip": request.remote_ip, "duration_ms": round(duration_ms, 2),
+            }})
+        else:
+            access_log.log(level, "%d %s %s (%s) %.2fms", status, request.method, uri,
+                           request.remote_ip, duration_ms)
+
+    return log_request
+
+
+class JSONFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, message, plus any ``extra={"fields": …}``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "ts": round(record.created, 3),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            entry.update(fields)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    """Root logging for the server process: ``fmt`` is ``text`` or ``json``."""
+    handler = logging.StreamHandler()
+    if fmt == "json":
+        handler.setFormatter(JSONFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
