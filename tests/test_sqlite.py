@@ -433,11 +433,11 @@ def test_an_idle_sweep_takes_no_write_lock() -> None:
     async def scenario(storage: SqliteStorage) -> None:
         await storage.append("fresh", "not old yet")
         statements = await trace(storage)
-        await asyncio.sleep(0.6)  # two sweeps (every max_age / 4), nothing to expire
+        await asyncio.sleep(1.1)  # two sweeps (every max_age / 4), nothing to expire yet
         assert any(s.startswith("SELECT c.id") for s in statements), statements
         assert not any(s.startswith(("BEGIN", "DELETE")) for s in statements), statements
 
-    run(scratch_db(), scenario, limits=Limits(max_age=1.0))
+    run(scratch_db(), scenario, limits=Limits(max_age=2.0))
 
 
 def test_close_again_after_a_cancelled_close_still_finishes_it() -> None:
