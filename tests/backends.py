@@ -15,6 +15,7 @@ import atexit
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -55,10 +56,21 @@ class Backend:
         return asyncio.run(main())
 
 
+def _redis(limits: Limits) -> Storage:
+    """A RedisStorage on the session's redis-server, under a key prefix of its own."""
+    from tornado_lp.storage.redis_store import RedisStorage
+
+    from .redis_server import session_server
+
+    prefix = f"test:{uuid.uuid4().hex[:12]}:"
+    return RedisStorage(session_server().url, limits, prefix=prefix, connect_timeout=5)
+
+
 BACKENDS: dict[str, Backend] = {
     "memory": Backend("memory", lambda limits: MemoryStorage(limits)),
     # A real file per test (WAL, the worker thread, group commit), as in production.
     "sqlite": Backend("sqlite", lambda limits: SqliteStorage(scratch_db(), limits)),
+    "redis": Backend("redis", _redis),
 }
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from tornado_lp.hub import Hold, Hub
-from tornado_lp.storage import Limits, MemoryStorage, Message, Slice, Storage
+from tornado_lp.protocol import new_epoch
+from tornado_lp.storage import Limits, MemoryStorage, Message, Slice, Storage, StorageUnavailable
 
 from .backends import Backend
 
@@ -239,8 +240,6 @@ def test_woken_polls_with_one_cursor_share_one_read_and_one_answer() -> None:
 
 
 def test_a_failed_shared_read_fails_every_poll_sharing_it() -> None:
-    from tornado_lp.storage import StorageUnavailable
-
     class FailingStorage(MemoryStorage):
         fail = False
 
@@ -263,5 +262,118 @@ def test_a_failed_shared_read_fails_every_poll_sharing_it() -> None:
         await hub.publish("f", "recovered")
         result = await hub.poll("f", None, HOUR, 10)
         assert result is not None and result.messages[0].body == "recovered"
+
+    asyncio.run(main())
+
+
+class DownStorage(MemoryStorage):
+    """A MemoryStorage whose reads raise StorageUnavailable while ``down`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__(Limits())
+        self.down = False
+        self.failed_reads = 0
+
+    async def read(self, channel: str, after: int | None, limit: int) -> Slice:
+        if self.down:
+            self.failed_reads += 1
+            raise StorageUnavailable("store is down (test)")
+        return await super().read(channel, after, limit)
+
+
+def test_store_down_while_held_answers_normally_at_the_deadline() -> None:
+    async def main() -> None:
+        storage = DownStorage()
+        hub = Hub(storage)
+        message = await hub.publish("d", "before")
+        poll = asyncio.ensure_future(hub.poll("d", message.id, 0.3, 10))
+        while hub.waiters("d") == 0:
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.01)
+        storage.down = True
+        hub.wake("d")  # the re-read fails: the poll must keep holding, not raise
+        await asyncio.sleep(0.05)
+        assert not poll.done() and storage.failed_reads == 1
+        result = await asyncio.wait_for(poll, 5)
+        assert result is not None
+        assert (result.messages, result.cursor, result.reset) == ([], message.id, False)
+
+    asyncio.run(main())
+
+
+def test_store_back_after_outage_wake_all_delivers() -> None:
+    async def main() -> None:
+        storage = DownStorage()
+        hub = Hub(storage)
+        message = await hub.publish("d", "before")
+        poll = asyncio.ensure_future(hub.poll("d", message.id, HOUR, 10))
+        while hub.waiters("d") == 0:
+            await asyncio.sleep(0)
+        storage.down = True
+        hub.wake(None)
+        await asyncio.sleep(0.01)
+        await storage.append("d", "during the outage")  # stored elsewhere; the notice was lost
+        storage.down = False
+        hub.wake(None)  # what a shared store does once it has reconnected
+        result = await asyncio.wait_for(poll, 5)
+        assert result is not None and [m.body for m in result.messages] == ["during the outage"]
+
+    asyncio.run(main())
+
+
+def test_first_read_failing_raises() -> None:
+    async def main() -> None:
+        storage = DownStorage()
+        hub = Hub(storage)
+        await hub.open()
+        storage.down = True
+        for timeout in (0, HOUR):
+            try:
+                await hub.poll("d", None, timeout, 10)
+            except StorageUnavailable:
+                pass
+            else:
+                raise AssertionError("expected StorageUnavailable")
+        assert hub.total_waiters() == 0
+
+    asyncio.run(main())
+
+
+class ReEpochStorage(MemoryStorage):
+    """A MemoryStorage that can be wiped and get a new epoch, as a shared store can (FLUSHALL)."""
+
+    def wipe(self) -> None:
+        self.epoch = new_epoch()
+        self._channels.clear()
+
+    async def read(self, channel: str, after: int | None, limit: int) -> Slice:
+        chunk = await super().read(channel, after, limit)
+        return Slice(chunk.messages, chunk.last_seq, chunk.first_seq, self.epoch)
+
+
+def test_epoch_changing_while_held_answers_reset() -> None:
+    async def main() -> None:
+        storage = ReEpochStorage()
+        hub = Hub(storage)
+        for i in range(3):
+            old = await hub.publish("e", f"old {i}")
+        poll = asyncio.ensure_future(hub.poll("e", old.id, HOUR, 10))
+        while hub.waiters("e") == 0:
+            await asyncio.sleep(0)
+        storage.wipe()
+        # More messages than the cursor's seq in the new epoch: without the epoch
+        # check the poll would wrongly answer seqs 4.. as the continuation.
+        for i in range(5):
+            await hub.publish("e", f"new {i}")
+        result = await asyncio.wait_for(poll, 5)
+        assert result is not None and result.reset
+        assert [m.body for m in result.messages] == [f"new {i}" for i in range(5)]
+        assert result.cursor == f"{storage.epoch}-5"
+        # A cursor of the new epoch given to a poll works at once, also without holding.
+        again = await hub.poll("e", f"{storage.epoch}-3", 0, 10)
+        assert again is not None and not again.reset
+        assert [m.body for m in again.messages] == ["new 3", "new 4"]
+        stale = await hub.poll("e", old.id, 0, 10)
+        assert stale is not None and stale.reset and len(stale.messages) == 5
 
     asyncio.run(main())

@@ -58,6 +58,8 @@ class PublishTest(AppCase):
         await self.assert_refused(400, "body", b'{"text": "x"}', **js)
         await self.assert_refused(400, "body", b'{"body": 5}', **js)
         await self.assert_refused(400, "empty", b'{"body": ""}', **js)
+        # A lone surrogate escape is valid JSON but no UTF-8 text: stored, it broke every poll.
+        await self.assert_refused(400, "utf-8", b'{"body": "a \\ud800 b"}', **js)
 
     @gen_test
     async def test_oversized_body_is_413_and_stores_nothing(self) -> None:

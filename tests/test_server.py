@@ -104,6 +104,11 @@ def test_generator_publishes_through_the_hub() -> None:
         (["--no-such-option"], {}, "unrecognized"),
         ([], {"TORNADO_LP_PORT": "x"}, "TORNADO_LP_PORT"),
         ([], {"TORNADO_LP_XHEADERS": "maybe"}, "TORNADO_LP_XHEADERS"),
+        (["--processes", "-1"], {}, "--processes"),
+        (["--processes", "2"], {}, "--processes 2 needs a store every process shares"),
+        (["--processes", "0"], {}, "--processes 0 needs a store every process shares"),
+        (["--redis-connect-timeout", "soon"], {}, "--redis-connect-timeout"),
+        (["--storage", "redis://127.0.0.1:6379/nodb"], {}, "bad redis URL"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(args: list[str], env: dict[str, str], word: str) -> None:
@@ -130,7 +135,8 @@ def test_help_lists_every_option() -> None:
                    "--generate-every", "--generate-channel", "--publish-token", "--log-level",
                    "--xheaders", "--static-path", "--template-path", "--max-waiters",
                    "--idle-timeout", "--body-timeout", "--subscribe-secret", "--cors-origin",
-                   "--max-displays", "--log-format"]:
+                   "--max-displays", "--log-format", "--processes", "--redis-prefix",
+                   "--redis-connect-timeout"]:
         assert option in done.stdout
     assert "TORNADO_LP_" in done.stdout
 

@@ -23,12 +23,13 @@ from .metrics import Metrics
 from .storage import StorageUnavailable
 from .tokens import TokenError, verify_token
 
-__all__ = ["ApiError", "Context", "JSONHandler", "Settings"]
+__all__ = ["CLIENT_GONE", "ApiError", "Context", "JSONHandler", "Settings"]
 
 log = logging.getLogger("tornado_lp.handlers")
 
 JSON_TYPE = "application/json; charset=utf-8"
 CORS_EXPOSED = "Retry-After, X-Server-Time"
+CLIENT_GONE = 499
 
 
 class ApiError(tornado.web.HTTPError):
@@ -175,6 +176,8 @@ class JSONHandler(tornado.web.RequestHandler):
                 503, f"{error}: retry later", {"Retry-After": str(random.randint(low, high))}
             ) from None
         if result is None or self.request.connection.stream.closed():  # type: ignore[union-attr]
+            # Nothing is written; the access log shows nginx's "client closed request".
+            self.set_status(CLIENT_GONE, "Client Closed Request")
             return None
         self.set_header("X-Server-Time", f"{time.time():.3f}")
         return result

@@ -29,6 +29,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError
+    return value
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -95,7 +102,9 @@ OPTIONS: list[tuple[str, Callable[[str], Any] | None, Any, str]] = [
     ("address", None, "127.0.0.1", "address to listen on"),
     ("port", _named("a port number 0-65535", _port), 8888, "port to listen on (0: any free port)"),
     ("storage", None, "memory://",
-     "storage URL: memory://, sqlite:///relative.db, sqlite:////absolute.db (docs/STORAGE.md)"),
+     "storage URL: memory://, sqlite:///relative.db, sqlite:////absolute.db, "
+     "redis://[:password@]host:port/db, rediss://..., unix:///path/redis.sock[?db=N] "
+     "(docs/STORAGE.md)"),
     ("max-messages", _named("an integer >= 1", _positive_int), 1000,
      "messages retained per channel"),
     ("max-age", _named("seconds >= 0", _seconds), 0.0,
@@ -135,6 +144,14 @@ OPTIONS: list[tuple[str, Callable[[str], Any] | None, Any, str]] = [
     ("log-format", _named("text or json", _log_format), "text",
      "log lines as plain text or as one JSON object per line"),
     ("log-level", _named("one of debug, info, warning, error", _level), "INFO", "log level"),
+    ("processes", _named("an integer >= 0", _count), 1,
+     "worker processes sharing the port (0: one per CPU core); more than one needs a "
+     "store they all share (redis://)"),
+    ("redis-prefix", None, "tornado_lp:",
+     "prefix of every Redis key and of the notice channel (deployments sharing one Redis "
+     "need different prefixes)"),
+    ("redis-connect-timeout", _named("seconds >= 0", _seconds), 10.0,
+     "keep retrying an unreachable Redis this many seconds at start, then exit 2"),
 ]
 
 

@@ -14,7 +14,7 @@ import tornado.web
 
 from . import protocol
 from .auth import PublishDenied, check_publisher
-from .base import ApiError, JSONHandler
+from .base import CLIENT_GONE, ApiError, JSONHandler
 from .displays import valid_display
 from .storage import ChannelLimitError, Message, StorageError, StorageUnavailable
 
@@ -78,7 +78,10 @@ class PollHandler(JSONHandler):
     def on_finish(self) -> None:
         if self._display is not None:
             self.ctx.displays.poll_ended(self._display)
-        if self.get_status() != 200:
+        status = self.get_status()
+        if status == CLIENT_GONE:
+            return  # not answered: no outcome
+        if status != 200:
             self._outcome = "error"
         self.ctx.metrics.poll_answered(self._outcome, self._delivered)
 
@@ -157,6 +160,12 @@ class PublishHandler(JSONHandler):
                     400, 'JSON body must be an object with a string "body"'
                 )
             text = document["body"]
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise tornado.web.HTTPError(
+                    400, "body is not valid UTF-8: it escapes a lone surrogate (\\ud800-\\udfff)"
+                ) from None
         if not text:
             raise tornado.web.HTTPError(400, "empty message: the body has no text")
         return text
@@ -195,7 +204,7 @@ class ChannelInfoHandler(JSONHandler):
             "channel": channel,
             "retained": retained,
             "last_id": (
-                protocol.format_cursor(self.hub.storage.epoch, chunk.last_seq)
+                protocol.format_cursor(chunk.epoch or self.hub.storage.epoch, chunk.last_seq)
                 if chunk.last_seq else None
             ),
             "waiters": self.hub.waiters(channel),

@@ -10,6 +10,10 @@ in flight (a publish landed between the read and the wait), it reads again
 instead of waiting. With asynchronous stores (SQLite on a thread, Redis over
 the network) that gap is real.
 
+A store that fails while a poll is held (a lost Redis connection) does not
+fail that poll: it keeps waiting and is answered normally at its deadline,
+re-reading on the next wake-up. Only a poll's first read answers 503.
+
 Channel state (the Condition) is made on demand and dropped when the last
 held poll leaves. Cancelled waits are purged from the Condition at once, not
 left until the next publish (see :class:`_ChannelCondition`).
@@ -25,7 +29,7 @@ from tornado.ioloop import IOLoop
 from tornado.locks import Condition
 
 from .protocol import format_cursor, parse_cursor
-from .storage import Message, Slice, Storage
+from .storage import Message, Slice, Storage, StorageUnavailable
 
 __all__ = ["Hold", "Hub", "Overloaded", "PollResult"]
 
@@ -61,14 +65,14 @@ class _ChannelCondition(Condition):
         return len(self._waiters)
 
 
-_ReadKey = tuple[int | None, int, bool]
+_ReadKey = tuple[str, int | None, int, bool]
 _Read = tuple[Slice, "PollResult | None"]
 
 
 class _ChannelState:
     """One channel's held polls: the Condition, the wake version, and shared reads.
 
-    ``reads`` maps (after, limit, reset) to the read made at ``reads_version``:
+    ``reads`` maps (epoch, after, limit, reset) to the read made at ``reads_version``:
     the thousand polls a publish wakes mostly hold the same cursor, so they
     share one storage read and one encoded answer instead of making one each.
     """
@@ -233,15 +237,15 @@ class Hub:
             await self.open()
         parsed = parse_cursor(cursor)
         storage = self.storage
-        reset = False
+        # `after` counts in `epoch`. A cursor from another epoch is detected
+        # after the read, against the epoch the slice was taken in: a shared
+        # store's epoch can change under a running process (Redis FLUSHALL).
         after: int | None = None
+        epoch = storage.epoch
         if parsed is not None:
-            if parsed.epoch == storage.epoch:
-                after = parsed.seq
-            else:
-                reset = True
+            after, epoch = parsed.seq, parsed.epoch
         if timeout <= 0:
-            return await self._read_once(channel, after, limit, reset)
+            return await self._read_once(channel, after, epoch, limit)
         if self._closing:
             raise Overloaded("the server is shutting down")
         if self._held >= self.max_waiters:
@@ -253,51 +257,89 @@ class Hub:
         state.holds += 1
         self._held += 1
         deadline = IOLoop.current().time() + timeout
+        reset = False
+        holding = False  # True once a read found nothing newer than `after`
         try:
             while True:
                 version = state.version
-                chunk, result = await self._shared_read(state, channel, after, limit, reset)
+                try:
+                    chunk, result = await self._shared_read(
+                        state, channel, epoch, after, limit, reset
+                    )
+                except StorageUnavailable:
+                    # A poll already holding is not failed by a store that is
+                    # down for a while: it keeps waiting, re-reads on the next
+                    # wake-up (a shared store wakes everyone after reconnecting)
+                    # and is answered normally at its deadline.
+                    if not holding or after is None:
+                        raise
+                    if hold is not None and hold.cancelled:
+                        return None
+                    if self._closing or IOLoop.current().time() >= deadline:
+                        return PollResult([], format_cursor(epoch, after), reset=reset)
+                    if not await self._wait(state, deadline, hold):
+                        return None
+                    continue
                 if hold is not None and hold.cancelled:
                     return None
-                if after is not None and after > chunk.last_seq:
+                chunk_epoch = chunk.epoch or storage.epoch
+                if after is not None and (chunk_epoch != epoch or after > chunk.last_seq):
                     reset, after = True, None
                     continue
+                epoch = chunk_epoch
                 if result is not None:
                     return result
                 if after is None:
                     after = chunk.last_seq
+                holding = True
                 if self._closing or IOLoop.current().time() >= deadline:
-                    return PollResult([], format_cursor(storage.epoch, after), reset=reset)
+                    return PollResult([], format_cursor(epoch, after), reset=reset)
                 if state.version != version:
                     continue
-                future = state.cond.wait(deadline)
-                if hold is not None:
-                    hold.future = future  # type: ignore[assignment]
-                try:
-                    await future
-                except asyncio.CancelledError:
-                    state.cond.forget()
-                    if hold is not None and hold.cancelled:
-                        return None
-                    raise
+                if not await self._wait(state, deadline, hold):
+                    return None
         finally:
             self._held -= 1
             state.holds -= 1
             if state.holds == 0 and self._channels.get(channel) is state:
                 del self._channels[channel]
 
+    @staticmethod
+    async def _wait(state: _ChannelState, deadline: float, hold: Hold | None) -> bool:
+        """Wait for a wake-up or the deadline; ``False`` if ``hold`` was cancelled meanwhile."""
+        future = state.cond.wait(deadline)
+        if hold is not None:
+            hold.future = future  # type: ignore[assignment]
+        try:
+            await future
+        except asyncio.CancelledError:
+            state.cond.forget()
+            if hold is not None and hold.cancelled:
+                return False
+            raise
+        return True
+
     async def _shared_read(
-        self, state: _ChannelState, channel: str, after: int | None, limit: int, reset: bool
+        self,
+        state: _ChannelState,
+        channel: str,
+        epoch: str,
+        after: int | None,
+        limit: int,
+        reset: bool,
     ) -> _Read:
         """Read storage and build the answer once per key and wake version.
 
         The first poll to ask reads; polls asking for the same key while that
         read is in flight, or after it, at the same version, get its result.
+        The answer is ``None`` when there is nothing to answer yet, and also
+        when the cursor does not fit the slice (another epoch, or past the
+        newest message): the caller then starts over without a cursor.
         """
         if state.reads_version != state.version:
             state.reads.clear()
             state.reads_version = state.version
-        key = (after, limit, reset)
+        key = ("" if after is None else epoch, after, limit, reset)
         shared = state.reads.get(key)
         if shared is not None:
             return shared.result() if shared.done() else await shared
@@ -313,24 +355,31 @@ class Hub:
             else:
                 shared.cancel()
             raise
-        answer = (chunk, _result(self.storage.epoch, chunk.messages, chunk.last_seq,
-                                 chunk.first_seq, after, reset))
+        chunk_epoch = chunk.epoch or self.storage.epoch
+        result = None
+        if after is None or (chunk_epoch == epoch and after <= chunk.last_seq):
+            result = _result(chunk_epoch, chunk.messages, chunk.last_seq,
+                             chunk.first_seq, after, reset)
+        answer = (chunk, result)
         shared.set_result(answer)
         return answer
 
     async def _read_once(
-        self, channel: str, after: int | None, limit: int, reset: bool
+        self, channel: str, after: int | None, epoch: str, limit: int
     ) -> PollResult:
         storage = self.storage
+        reset = False
         chunk = await storage.read(channel, after, limit)
-        if after is not None and after > chunk.last_seq:
+        chunk_epoch = chunk.epoch or storage.epoch
+        if after is not None and (chunk_epoch != epoch or after > chunk.last_seq):
             reset, after = True, None
             chunk = await storage.read(channel, None, limit)
-        result = _result(storage.epoch, chunk.messages, chunk.last_seq,
+            chunk_epoch = chunk.epoch or storage.epoch
+        result = _result(chunk_epoch, chunk.messages, chunk.last_seq,
                          chunk.first_seq, after, reset)
         if result is not None:
             return result
-        return PollResult([], format_cursor(storage.epoch, chunk.last_seq), reset=reset)
+        return PollResult([], format_cursor(chunk_epoch, chunk.last_seq), reset=reset)
 
 
 def _result(

@@ -64,6 +64,10 @@ def access_log_function(json_lines: bool) -> Callable[[RequestHandler], None]:
 class JSONFormatter(logging.Formatter):
     """One JSON object per line: ts, level, logger, message, plus any ``extra={"fields": …}``."""
 
+    def __init__(self, with_pid: bool = False) -> None:
+        super().__init__()
+        self.with_pid = with_pid
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
             "ts": round(record.created, 3),
@@ -73,6 +77,8 @@ class JSONFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if self.with_pid:
+            entry["pid"] = record.process
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             entry.update(fields)
@@ -81,13 +87,19 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def configure_logging(level: str, fmt: str) -> None:
-    """Root logging for the server process: ``fmt`` is ``text`` or ``json``."""
+def configure_logging(level: str, fmt: str, with_pid: bool = False) -> None:
+    """Root logging for the server process: ``fmt`` is ``text`` or ``json``.
+
+    ``with_pid`` (several worker processes) adds the process id to every line.
+    """
     handler = logging.StreamHandler()
     if fmt == "json":
-        handler.setFormatter(JSONFormatter())
+        handler.setFormatter(JSONFormatter(with_pid=with_pid))
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        pid = "[%(process)d]" if with_pid else ""
+        handler.setFormatter(
+            logging.Formatter(f"%(asctime)s %(levelname)s %(name)s{pid}: %(message)s")
+        )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

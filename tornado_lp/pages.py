@@ -18,6 +18,7 @@ import tornado.web
 from . import protocol
 from .base import JSONHandler
 from .displays import valid_display
+from .storage import StorageUnavailable
 from .tokens import MAX_TOKEN_LENGTH
 
 __all__ = [
@@ -190,7 +191,10 @@ class TickerPageHandler(_PageHandler):
             # The first paint shows what a poll would: a private channel needs
             # the same subscribe token (the page's ``token`` option, 403 if not).
             self.check_subscriber(channel)
-            result = await self.hub.poll(channel, None, timeout=0, limit=options.max)
+            try:
+                result = await self.hub.poll(channel, None, timeout=0, limit=options.max)
+            except StorageUnavailable as error:
+                raise tornado.web.HTTPError(503, "storage unavailable: %s", error) from None
             if result is None:  # only a cancelled hold answers None; timeout=0 never holds
                 raise tornado.web.HTTPError(503, "storage did not answer")
             backlog[channel] = {

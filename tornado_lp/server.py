@@ -1,8 +1,13 @@
 """Run the server: ``python -m tornado_lp`` / ``tornado-lp``.
 
-``main()`` builds the storage and the app, listens, prints one line with the
-URL, and waits for SIGTERM or SIGINT; then it stops accepting, answers every
-held poll (200, empty), closes the storage and returns 0.
+``main()`` builds the storage, binds the listening sockets, opens the
+storage, prints one line with the URL, and serves until SIGTERM or SIGINT;
+then it stops accepting, answers every held poll (200, empty), closes the
+storage and returns 0.
+
+With ``--processes N`` the sockets are bound and the storage is checked once
+in the parent, then N workers are forked (see :mod:`._workers`); each runs its
+own event loop, started only after the fork.
 """
 
 from __future__ import annotations
@@ -10,20 +15,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from tornado.httpserver import HTTPServer
+from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
+from tornado.process import cpu_count
 
 from . import __version__
+from ._workers import supervise
 from .app import make_app
 from .config import parse_args
 from .hub import Hub
 from .logs import configure_logging
-from .storage import Limits, StorageConfigError, storage_from_url
+from .storage import Limits, Storage, StorageConfigError, storage_from_url
 from .token_cli import token_main
 
 __all__ = ["main", "run"]
@@ -57,16 +67,48 @@ def _fail(message: str) -> int:
     return 2
 
 
-async def serve(options: argparse.Namespace) -> int:
+def make_storage(options: argparse.Namespace) -> Storage:
+    """The (unopened) storage the options describe; ValueError/StorageConfigError if bad."""
+    limits = Limits(
+        max_messages=options.max_messages,
+        max_age=options.max_age or None,
+        max_channels=options.max_channels,
+    )
+    return storage_from_url(
+        options.storage,
+        limits,
+        redis_prefix=options.redis_prefix,
+        redis_connect_timeout=options.redis_connect_timeout,
+    )
+
+
+def _announce(sockets: list[socket.socket], storage: Storage, processes: int) -> None:
+    host, port = sockets[0].getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    workers = f", {processes} processes" if processes > 1 else ""
+    print(
+        f"tornado_lp {__version__} serving http://{shown}:{port}/ "
+        f"(storage {storage.description}{workers})",
+        flush=True,
+    )
+
+
+async def serve(
+    options: argparse.Namespace,
+    storage: Storage,
+    sockets: list[socket.socket],
+    *,
+    announce: bool = True,
+    generate: bool = True,
+    parent_pid: int | None = None,
+) -> int:
+    """Open ``storage``, serve on ``sockets`` until a signal (or the parent dies); return 0.
+
+    ``parent_pid``: a worker stops by itself when its parent is gone.
+    """
     try:
-        limits = Limits(
-            max_messages=options.max_messages,
-            max_age=options.max_age or None,
-            max_channels=options.max_channels,
-        )
-        storage = storage_from_url(options.storage, limits)
         await storage.open()
-    except (StorageConfigError, ValueError) as error:
+    except StorageConfigError as error:
         return _fail(str(error))
     try:
         app = make_app(
@@ -79,7 +121,7 @@ async def serve(options: argparse.Namespace) -> int:
             cors_origins=options.cors_origin,
             max_displays=options.max_displays,
             log_format=options.log_format,
-            generate_every=options.generate_every,
+            generate_every=options.generate_every if generate else 0.0,
             generate_channel=options.generate_channel,
             static_path=options.static_path,
             template_path=options.template_path,
@@ -89,29 +131,27 @@ async def serve(options: argparse.Namespace) -> int:
         return _fail(str(error))
     hub: Hub = app.settings["hub"]
     server = HTTPServer(app, xheaders=options.xheaders, **http_limits(options))
-    try:
-        sockets = bind_sockets(options.port, options.address)
-    except OSError as error:
-        await storage.close()
-        return _fail(f"cannot listen on {options.address}:{options.port}: {error.strerror}")
     server.add_sockets(sockets)
-    host, port = sockets[0].getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
-    print(
-        f"tornado_lp {__version__} serving http://{shown}:{port}/ "
-        f"(storage {storage.description})",
-        flush=True,
-    )
+    if announce:
+        _announce(sockets, storage, 1)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    orphan_check = None
+    if parent_pid is not None:
+        orphan_check = PeriodicCallback(
+            lambda: stop.set() if os.getppid() != parent_pid else None, 1000
+        )
+        orphan_check.start()
     try:
         await stop.wait()
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+        if orphan_check is not None:
+            orphan_check.stop()
 
     log.info("shutting down")
     server.stop()
@@ -131,13 +171,57 @@ async def serve(options: argparse.Namespace) -> int:
     return 0
 
 
+async def _check(storage: Storage) -> int:
+    """Open and close ``storage`` once (the parent's check before forking workers)."""
+    try:
+        await storage.open()
+    except StorageConfigError as error:
+        return _fail(str(error))
+    await storage.close()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["token"]:
         return token_main(args[1:])
     options = parse_args(args)
-    configure_logging(options.log_level, options.log_format)
-    return asyncio.run(serve(options))
+    processes = options.processes or cpu_count()
+    configure_logging(options.log_level, options.log_format, with_pid=processes > 1)
+    try:
+        storage = make_storage(options)
+    except (StorageConfigError, ValueError) as error:
+        return _fail(str(error))
+    if options.processes != 1 and not storage.shared:
+        return _fail(
+            f"--processes {options.processes} needs a store every process shares "
+            f"(redis://...): with {storage.description} each process would keep its own "
+            "messages and wake only its own polls"
+        )
+    try:
+        sockets = bind_sockets(options.port, options.address)
+    except OSError as error:
+        return _fail(f"cannot listen on {options.address}:{options.port}: {error.strerror}")
+    if processes == 1:
+        return asyncio.run(serve(options, storage, sockets))
+
+    # Fail once, here, if the store cannot work, rather than once per worker.
+    status = asyncio.run(_check(storage))
+    if status != 0:
+        return status
+    _announce(sockets, storage, processes)
+
+    def worker(index: int) -> int:
+        parent = os.getppid()
+        try:
+            own = make_storage(options)  # each worker connects on its own event loop
+        except (StorageConfigError, ValueError) as error:
+            return _fail(str(error))
+        return asyncio.run(
+            serve(options, own, sockets, announce=False, generate=index == 0, parent_pid=parent)
+        )
+
+    return supervise(processes, worker)
 
 
 def run() -> None:

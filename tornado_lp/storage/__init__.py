@@ -33,13 +33,21 @@ __all__ = [
     "storage_from_url",
 ]
 
-SCHEMES = "memory://, sqlite:///relative.db, sqlite:////absolute.db"
+SCHEMES = "memory://, sqlite:///relative.db, sqlite:////absolute.db, redis://, rediss://, unix://"
 
 
-def storage_from_url(url: str, limits: Limits | None = None) -> Storage:
+def storage_from_url(
+    url: str,
+    limits: Limits | None = None,
+    *,
+    redis_prefix: str = "tornado_lp:",
+    redis_connect_timeout: float = 10.0,
+) -> Storage:
     """Make (not open) the backend that ``url`` names.
 
-    Raises :class:`StorageConfigError` for an unknown scheme or a malformed URL.
+    ``redis_*`` apply to ``redis://``, ``rediss://`` and ``unix://`` (a Redis
+    socket). Raises :class:`StorageConfigError` for an unknown scheme, a
+    malformed URL or a backend whose driver is not installed.
     """
     scheme = urlsplit(url).scheme.lower()
     if scheme == "memory":
@@ -48,6 +56,17 @@ def storage_from_url(url: str, limits: Limits | None = None) -> Storage:
         from .sqlite import SqliteStorage
 
         return SqliteStorage.from_url(url, limits)
+    if scheme in {"redis", "rediss", "unix"}:
+        try:
+            from .redis_store import RedisStorage
+        except ImportError as error:
+            raise StorageConfigError(
+                f"{scheme}:// needs the redis driver ({error}): "
+                "pip install 'tornado_lp[redis]'"
+            ) from None
+        return RedisStorage(
+            url, limits, prefix=redis_prefix, connect_timeout=redis_connect_timeout
+        )
     raise StorageConfigError(
         f"unknown storage scheme {scheme!r} in {url!r}: use one of {SCHEMES}"
     )

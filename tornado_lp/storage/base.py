@@ -101,21 +101,29 @@ class Slice:
 
     ``messages``: oldest first. ``last_seq``: the newest seq the channel ever
     had (0 if none). ``first_seq``: the oldest retained seq, or ``last_seq + 1``
-    when nothing is retained.
+    when nothing is retained. ``epoch``: the store's epoch when the slice was
+    taken, for stores whose epoch can change while running (a shared store
+    that was wiped); ``None`` means :attr:`Storage.epoch`.
     """
 
     messages: list[Message]
     last_seq: int
     first_seq: int
+    epoch: str | None = None
 
 
 class Storage(abc.ABC):
     """Abstract storage. All methods may be called only after :meth:`open`."""
 
-    #: The store's epoch (16 hex digits), set by :meth:`open`.
+    #: The store's epoch (16 hex digits), set by :meth:`open`. A shared store
+    #: updates it when it finds the store wiped and recreated (Redis FLUSHALL).
     epoch: str
     #: Human-readable location for logs, without secrets.
     description: str = ""
+    #: True if several processes may serve one store at once (``--processes``,
+    #: several machines): the store is shared and :meth:`watch` reports
+    #: publishes made by the other processes.
+    shared: bool = False
 
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()

@@ -1,0 +1,378 @@
+"""Redis storage: many processes and machines serving the same channels.
+
+Each channel is a Redis Stream; appends and reads are single Lua scripts
+(see :mod:`._redis_lua`), so a slice is consistent and a failed publish stores
+nothing. Every append also ``PUBLISH``-es the channel name on ``<prefix>notify``.
+
+One pub/sub connection per process listens there and calls the hub's
+``wake(channel)`` (registered through :meth:`RedisStorage.watch`); after it
+reconnects it calls ``wake(None)`` so that held polls re-read what was
+published while notices could not arrive. It answers a heartbeat, so a
+silently dead connection is noticed within seconds.
+
+Outages: commands fail at once (no client-side retries that could store a
+message twice) and become :class:`StorageUnavailable`; one log line when Redis
+is lost, one when it is back. The module is named ``redis_store`` so that it
+cannot shadow the ``redis`` package.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import (
+    AuthenticationError,
+    NoPermissionError,
+    RedisError,
+    ResponseError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ..protocol import new_epoch
+from . import _redis_lua
+from .base import (
+    ChannelLimitError,
+    Limits,
+    Message,
+    Slice,
+    Storage,
+    StorageConfigError,
+    StorageUnavailable,
+)
+
+__all__ = ["DEFAULT_PREFIX", "RedisStorage"]
+
+log = logging.getLogger("tornado_lp.storage.redis")
+
+DEFAULT_PREFIX = "tornado_lp:"
+MIN_VERSION = (6, 2)  # XTRIM MINID
+COMMAND_TIMEOUT = 5.0  # seconds a command may take before Redis counts as lost
+HEARTBEAT = 2.0  # seconds of pub/sub silence before we PING it
+CONCURRENT_COMMANDS = 64  # data connections per process, at most
+RECONNECT_MAX = 0.5  # seconds between attempts to subscribe again (before jitter)
+_LOST = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class RedisStorage(Storage):
+    """Messages in Redis Streams, shared by every process that uses the same URL and prefix."""
+
+    shared = True
+    #: Seconds a command may take before Redis counts as lost.
+    command_timeout = COMMAND_TIMEOUT
+    #: Seconds of silence on the subscription before it is pinged; no answer
+    #: within ``2 * heartbeat + command_timeout`` counts as a lost connection.
+    heartbeat = HEARTBEAT
+
+    def __init__(
+        self,
+        url: str,
+        limits: Limits | None = None,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        super().__init__(limits)
+        self.url = url
+        self.prefix = prefix
+        self.connect_timeout = connect_timeout
+        self.description = f"{_redact(url)} (prefix {prefix!r})"
+        self.epoch = ""
+        _check_url(url)
+        try:
+            self._client = aioredis.Redis.from_url(
+                url,
+                protocol=2,  # the replies parsed here; redis-py 5 defaults to it, 8 to RESP3
+                retry=Retry(NoBackoff(), 0),
+                socket_timeout=self.command_timeout,
+                socket_connect_timeout=self.command_timeout,
+            )
+        except ValueError as error:
+            raise StorageConfigError(f"bad redis URL {_redact(url)!r}: {error}") from None
+        self._epoch_key = prefix + "epoch"
+        self._seqs_key = prefix + "seqs"
+        self._notify = prefix + "notify"
+        self._append = self._client.register_script(_redis_lua.APPEND)
+        self._read = self._client.register_script(_redis_lua.READ)
+        self._get_epoch = self._client.register_script(_redis_lua.EPOCH)
+        self._max_age_us = (
+            max(1, round(limits.max_age * 1e6)) if limits and limits.max_age else 0
+        )
+        self._watchers: list[Callable[[str | None], None]] = []
+        self._listener: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+        self._opened = False
+        self._opening = asyncio.Lock()
+        self._closed = False
+        self._lost_since: float | None = None
+        self._commands = asyncio.Semaphore(CONCURRENT_COMMANDS)
+
+    def _stream_key(self, channel: str) -> str:
+        return f"{self.prefix}s:{channel}"
+
+    # -- lifecycle -------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect (retrying for ``connect_timeout`` seconds), check Redis, subscribe."""
+        async with self._opening:
+            if not self._opened:
+                await self._open()
+                self._opened = True
+
+    async def _open(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.connect_timeout
+        delay = 0.05
+        while True:
+            try:
+                await self._check_server()
+                break
+            except StorageConfigError:
+                await self._client.aclose()
+                raise
+            except (AuthenticationError, NoPermissionError, ResponseError) as error:
+                await self._client.aclose()
+                raise StorageConfigError(f"redis at {_redact(self.url)} refused: {error}") from None
+            except _LOST as error:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    await self._client.aclose()
+                    raise StorageConfigError(
+                        f"cannot reach redis at {_redact(self.url)} within "
+                        f"{self.connect_timeout:g} s (--redis-connect-timeout): {error}"
+                    ) from None
+                await asyncio.sleep(min(delay, remaining))
+                delay = min(delay * 2, 1.0)
+        self._listener = asyncio.ensure_future(self._listen())
+        try:
+            await asyncio.wait_for(
+                self._subscribed.wait(), max(deadline - loop.time(), self.command_timeout)
+            )
+        except TimeoutError:
+            await self.close()
+            raise StorageConfigError(
+                f"cannot subscribe to {self._notify!r} on redis at {_redact(self.url)}"
+            ) from None
+
+    async def _check_server(self) -> None:
+        info = await self._client.info("server")
+        version_text = str(info.get("redis_version", "0"))
+        version = tuple(int(part) for part in version_text.split(".")[:2] if part.isdigit())
+        if version < MIN_VERSION:
+            raise StorageConfigError(
+                f"redis at {_redact(self.url)} is version {version_text}; "
+                f"tornado_lp needs Redis {'.'.join(map(str, MIN_VERSION))} or newer"
+            )
+        try:
+            config = await self._client.config_get("maxmemory-policy")
+        except ResponseError:  # CONFIG is often disabled on managed Redis
+            config = {}
+        policy = " ".join(_text(value) for value in config.values())
+        if policy.startswith("allkeys-"):
+            log.warning(
+                "redis maxmemory-policy is %s: Redis may evict message streams and the "
+                "epoch; set maxmemory-policy noeviction (see docs/DEPLOY.md)",
+                policy,
+            )
+        self._set_epoch(_text(await self._get_epoch([self._epoch_key], [new_epoch()])))
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._listener is not None:
+            self._listener.cancel()
+            try:
+                await self._listener
+            except asyncio.CancelledError:
+                pass
+        await self._client.aclose()
+
+    def watch(self, wake: Callable[[str | None], None]) -> None:
+        self._watchers.append(wake)
+
+    # -- storage operations ----------------------------------------------
+
+    async def append(self, channel: str, body: str) -> Message:
+        limits = self.limits
+        reply = await self._run(
+            self._append,
+            [self._epoch_key, self._seqs_key, self._stream_key(channel)],
+            [channel, body, limits.max_messages,
+             self._max_age_us, limits.max_channels, new_epoch(), self._notify],
+        )
+        epoch = self._set_epoch(_text(reply[0]))
+        seq = int(reply[1])
+        if seq == 0:
+            raise ChannelLimitError(
+                f"channel limit reached: the store already holds "
+                f"{limits.max_channels} channels (--max-channels)"
+            )
+        return Message(epoch, channel, seq, body, int(reply[2]) / 1e6)
+
+    async def read(self, channel: str, after: int | None, limit: int) -> Slice:
+        start = "" if after is None else f"{after + 1}-0"
+        reply = await self._run(
+            self._read,
+            [self._epoch_key, self._seqs_key, self._stream_key(channel)],
+            [channel, start, limit, self._max_age_us, new_epoch()],
+        )
+        epoch = self._set_epoch(_text(reply[0]))
+        last_seq, retained = int(reply[1]), int(reply[2])
+        entries = reply[3] if after is not None else reversed(reply[3])
+        messages = [_message(epoch, channel, entry) for entry in entries]
+        return Slice(messages, last_seq, last_seq - retained + 1, epoch)
+
+    async def channel_count(self) -> int:
+        return int(await self._run(self._client.hlen, self._seqs_key))
+
+    async def ping(self) -> None:
+        await self._run(self._client.ping)
+        if not self._subscribed.is_set():
+            raise StorageUnavailable(
+                f"the subscription to redis at {_redact(self.url)} is reconnecting"
+            )
+
+    # -- errors and outages ----------------------------------------------
+
+    async def _run(self, command: Callable[..., Any], *args: Any) -> Any:
+        """Run one Redis command or script, mapping failures to :class:`StorageUnavailable`."""
+        try:
+            async with self._commands:
+                result = await command(*args)
+        except _LOST as error:
+            self._lost(error)
+            raise StorageUnavailable(f"redis at {_redact(self.url)} is unreachable") from None
+        except RedisError as error:  # OOM, READONLY replica, MISCONF (failed save), ...
+            log.error("redis at %s refused a command: %s", _redact(self.url), error)
+            raise StorageUnavailable(f"redis refused: {error}") from None
+        self._back()
+        return result
+
+    def _lost(self, error: BaseException) -> None:
+        if self._lost_since is None and not self._closed:
+            self._lost_since = asyncio.get_running_loop().time()
+            log.warning(
+                "redis at %s is unreachable (%s): publishes answer 503, held polls wait",
+                _redact(self.url), error or type(error).__name__,
+            )
+
+    def _back(self) -> None:
+        if self._lost_since is not None:
+            outage = asyncio.get_running_loop().time() - self._lost_since
+            self._lost_since = None
+            log.warning("redis at %s is reachable again after %.1f s", _redact(self.url), outage)
+
+    def _set_epoch(self, epoch: str) -> str:
+        if epoch != self.epoch:
+            if self.epoch:
+                log.warning(
+                    "the redis store was wiped (epoch %s -> %s): clients will get reset",
+                    self.epoch, epoch,
+                )
+            self.epoch = epoch
+        return epoch
+
+    # -- notices from other processes ----------------------------------------
+
+    def _wake(self, channel: str | None) -> None:
+        for wake in self._watchers:
+            wake(channel)
+
+    async def _listen(self) -> None:
+        """Keep one subscription to the notify channel; wake the hub for each notice."""
+        loop = asyncio.get_running_loop()
+        delay = 0.05
+        reconnecting = False
+        while True:
+            pubsub: PubSub = self._client.pubsub()
+            try:
+                await pubsub.subscribe(self._notify)
+                while not self._subscribed.is_set():
+                    reply = await pubsub.get_message(timeout=self.command_timeout)
+                    if reply is None:
+                        raise RedisTimeoutError("no answer to SUBSCRIBE")
+                    if reply["type"] == "subscribe":
+                        self._subscribed.set()
+                if reconnecting:
+                    # Notices published while we were away are lost: re-check everything.
+                    self._back()
+                    self._wake(None)
+                reconnecting, delay = False, 0.05
+                heard = loop.time()
+                pinged = False
+                beat = self.heartbeat
+                while True:
+                    reply = await pubsub.get_message(timeout=beat)
+                    now = loop.time()
+                    if reply is not None:
+                        heard, pinged = now, False
+                        if reply["type"] == "message":
+                            self._wake(_text(reply["data"]))
+                    elif not pinged and now - heard >= beat:
+                        await pubsub.ping()
+                        pinged = True
+                    elif now - heard >= 2 * beat + self.command_timeout:
+                        raise RedisTimeoutError("no answer to PING on the subscription")
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                if not isinstance(error, (*_LOST, RedisError)):
+                    # A bug, not an outage: say where, then keep the subscription going.
+                    log.exception("the redis subscription failed")
+                self._subscribed.clear()
+                self._lost(error)
+                reconnecting = True
+            finally:
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, RECONNECT_MAX)
+
+
+def _message(epoch: str, channel: str, entry: Any) -> Message:
+    entry_id, fields = entry
+    seq = int(entry_id.split(b"-", 1)[0])
+    values = dict(zip(fields[::2], fields[1::2], strict=True))
+    body = values[b"b"].decode("utf-8")
+    return Message(epoch, channel, seq, body, int(values[b"t"]) / 1e6)
+
+
+def _check_url(url: str) -> None:
+    """Refuse what redis-py would silently misread (a non-numeric database, a bad port)."""
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - parsing it is the check
+    except ValueError:
+        raise StorageConfigError(
+            f"bad redis URL {_redact(url)!r}: the port is not a number"
+        ) from None
+    if parts.scheme != "unix" and parts.path.strip("/") and not parts.path.strip("/").isdigit():
+        raise StorageConfigError(
+            f"bad redis URL {_redact(url)!r}: the path must be a database number (/0)"
+        )
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _redact(url: str) -> str:
+    """``url`` without its password (``:pw@`` or ``?password=pw``), for logs and errors."""
+    parts = urlsplit(url)
+    if parts.password is not None:
+        netloc = parts.netloc.rsplit("@", 1)[1]
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{netloc}")
+    if "password=" in parts.query:
+        parts = parts._replace(query=re.sub(r"(^|&)password=[^&]*", r"\1password=***",
+                                            parts.query))
+    return parts.geturl()
