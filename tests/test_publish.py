@@ -8,11 +8,12 @@ import socket
 from tornado.iostream import IOStream
 from tornado.testing import gen_test
 
-from tornado_lp.storage import Limits, MemoryStorage, Storage
+from tornado_lp.storage import Limits
 
-from .httpcase import AppCase, error_of
+from .httpcase import AppCase, each_backend, error_of
 
 
+@each_backend
 class PublishTest(AppCase):
     app_settings = {"max_message_bytes": 100}
 
@@ -115,6 +116,7 @@ class PublishTest(AppCase):
             assert "not allowed" in error_of(response)
 
 
+@each_backend
 class JsonBodyEdgesTest(AppCase):
     """Found by fuzzing: JSON that json.loads takes but the server could not answer."""
 
@@ -145,9 +147,9 @@ class JsonBodyEdgesTest(AppCase):
         assert info["retained"] == 0
 
 
+@each_backend
 class ChannelLimitTest(AppCase):
-    def make_storage(self) -> Storage:
-        return MemoryStorage(Limits(max_channels=1))
+    limits = Limits(max_channels=1)
 
     @gen_test
     async def test_one_channel_too_many_is_507(self) -> None:
@@ -157,6 +159,7 @@ class ChannelLimitTest(AppCase):
         assert (await self.request("POST", "/channels/only/messages", b"z")).code == 201
 
 
+@each_backend
 class TokenTest(AppCase):
     app_settings = {"publish_token": "s3cret-token"}
 
@@ -177,6 +180,7 @@ class TokenTest(AppCase):
         assert ok.code == 201
 
 
+@each_backend
 class LoopbackOnlyTest(AppCase):
     """Without a token only loopback may publish; judged by the peer (or X-Forwarded-For)."""
 
@@ -197,6 +201,7 @@ class LoopbackOnlyTest(AppCase):
         assert ok.code == 201
 
 
+@each_backend
 class ForwardedIgnoredByDefaultTest(AppCase):
     @gen_test
     async def test_forwarded_header_not_trusted_without_xheaders(self) -> None:

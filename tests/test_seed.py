@@ -9,9 +9,10 @@ from urllib.parse import urlencode
 
 from tornado.testing import gen_test
 
-from .httpcase import AppCase
+from .httpcase import AppCase, each_backend
 
 
+@each_backend
 class SeedTest(AppCase):
     async def update(self, cursor: str | None) -> dict[str, str]:
         body = urlencode({"id": cursor or ""})
