@@ -377,3 +377,17 @@ def test_epoch_changing_while_held_answers_reset() -> None:
         assert stale is not None and stale.reset and len(stale.messages) == 5
 
     asyncio.run(main())
+
+
+def test_publish_refuses_what_could_never_be_answered() -> None:
+    import pytest
+
+    async def main() -> None:
+        hub = Hub(MemoryStorage())
+        for channel, body, word in [("ok", "\ud800", "Unicode"), ("ok", "", "empty"),
+                                    ("bad name", "x", "channel")]:
+            with pytest.raises(ValueError, match=word):
+                await hub.publish(channel, body)
+        assert (await hub.poll("ok", None, 0, 10)).messages == []  # type: ignore[union-attr]
+
+    asyncio.run(main())
