@@ -254,6 +254,12 @@
    * join the tail as soon as they arrive, and (2) when idle, the retained
    * messages in publish order, cycling. The track never holds more than `max`
    * items and never the same message twice.
+   *
+   * Each item may carry a spacer (`margin`, its CSS margin-left): it makes an
+   * item enter from the right edge when the track ends on screen, and it keeps
+   * the items on screen in place when one before them is removed. An item is
+   * "waiting" while its content starts beyond the right edge; the waiting
+   * items form a queue that always starts at the edge (see removeAt).
    */
   function Ticker(root, options, multiChannel) {
     this.options = options;
@@ -268,7 +274,7 @@
     this.shownLatest = null;
     this.entries = []; // [{id, channel, body, ts}] sorted by ts
     this.byKey = new Map(); // key(entry) -> entry; ids are unique per channel only
-    this.items = []; // [{el, width, entry|null, fresh}] in track order
+    this.items = []; // [{el, width, margin, entry|null, channel, fresh}] in track order; width includes margin
     this.x = 0;
     this.trackWidth = 0;
     this.viewWidth = this.band.clientWidth;
@@ -352,7 +358,7 @@
     el.setAttribute("aria-label", "some messages on " + channel + " were missed");
     el.title = "some messages were missed here";
     el.textContent = "\u22EF";
-    this.append({ el: el, width: 0, entry: null, channel: channel, fresh: true });
+    this.append({ el: el, width: 0, margin: 0, entry: null, channel: channel, fresh: true });
   };
 
   Ticker.prototype.render = function (entry) {
@@ -381,7 +387,7 @@
 
   /** A new message: join the tail, keeping unplayed fresh items in ts order. */
   Ticker.prototype.enqueue = function (entry) {
-    var item = { el: this.render(entry), width: 0, entry: entry, channel: entry.channel, fresh: true };
+    var item = { el: this.render(entry), width: 0, margin: 0, entry: entry, channel: entry.channel, fresh: true };
     var at = this.items.length;
     var offscreenFrom = this.firstOffscreenIndex();
     while (at > offscreenFrom && this.items[at - 1].fresh && this.items[at - 1].entry && this.items[at - 1].entry.ts > entry.ts) at--;
@@ -389,11 +395,18 @@
     this.lastPlayed = entry;
   };
 
-  /** Index of the first item that starts beyond the right edge. */
+  /** Where item `index` begins on screen (its spacer included). */
+  Ticker.prototype.leftOf = function (index) {
+    var left = this.x;
+    for (var i = 0; i < index; i++) left += this.items[i].width;
+    return left;
+  };
+
+  /** Index of the first waiting item: its content starts beyond the right edge. */
   Ticker.prototype.firstOffscreenIndex = function () {
     var left = this.x;
     for (var i = 0; i < this.items.length; i++) {
-      if (left >= this.viewWidth) return i;
+      if (left + this.items[i].margin >= this.viewWidth) return i;
       left += this.items[i].width;
     }
     return this.items.length;
@@ -403,39 +416,73 @@
     this.insertItem(item, this.items.length);
   };
 
-  /**
-   * Insert an item at track index `at`, entering from the right edge if the
-   * track ends on screen, and keep the track at most `max` items.
-   */
-  Ticker.prototype.insertItem = function (item, at) {
-    while (this.items.length >= this.options.max) this.dropOldestItem();
-    at = Math.min(at, this.items.length);
-    var before = at < this.items.length ? this.items[at].el : null;
-    var tail = this.x + this.trackWidth;
-    if (this.scrolling && at === this.items.length && tail < this.viewWidth) {
-      item.el.style.marginLeft = Math.ceil(this.viewWidth - tail) + "px";
-    }
-    this.track.insertBefore(item.el, before);
-    item.width = item.el.offsetWidth + (parseFloat(item.el.style.marginLeft) || 0);
-    this.items.splice(at, 0, item);
-    this.trackWidth += item.width;
+  /** Set an item's spacer, keeping its width and the track's in step. */
+  Ticker.prototype.setMargin = function (item, margin) {
+    this.trackWidth += margin - item.margin;
+    item.width += margin - item.margin;
+    item.margin = margin;
+    item.el.style.marginLeft = margin > 0 ? margin + "px" : "";
   };
 
-  /** Make room: drop the oldest item waiting off screen, else the leftmost. */
-  Ticker.prototype.dropOldestItem = function () {
+  /**
+   * Insert an item at track index `at` (the tail, or inside the waiting queue)
+   * and keep the track at most `max` items. At the tail it enters from the
+   * right edge if the track ends on screen; inside the queue it takes the
+   * place of the item it goes before, spacer included.
+   */
+  Ticker.prototype.insertItem = function (item, at) {
+    while (this.items.length >= this.options.max) {
+      var victim = this.victimIndex();
+      this.removeAt(victim);
+      if (victim < at) at--;
+    }
+    at = Math.min(at, this.items.length);
+    var next = at < this.items.length ? this.items[at] : null;
+    var tail = this.x + this.trackWidth;
+    this.track.insertBefore(item.el, next ? next.el : null);
+    item.margin = 0;
+    item.width = item.el.getBoundingClientRect().width;
+    this.items.splice(at, 0, item);
+    this.trackWidth += item.width;
+    if (next !== null) {
+      var spacer = next.margin;
+      this.setMargin(next, 0);
+      this.setMargin(item, spacer);
+    } else if (this.scrolling && tail < this.viewWidth) {
+      this.setMargin(item, Math.ceil(this.viewWidth - tail));
+    }
+  };
+
+  /** Which item makes room: the oldest one waiting off screen, else the leftmost. */
+  Ticker.prototype.victimIndex = function () {
     var from = this.firstOffscreenIndex();
     var victim = -1;
     for (var i = from; i < this.items.length; i++) {
       var e = this.items[i].entry;
       if (victim < 0 || (e && this.items[victim].entry && e.ts < this.items[victim].entry.ts)) victim = i;
     }
-    if (victim < 0) victim = 0;
-    this.removeAt(victim);
+    return victim < 0 ? 0 : victim;
   };
 
+  /**
+   * Take an item off the track. Nothing on screen moves: a visible item leaves
+   * a gap that scrolls away (the next item's spacer grows by its width, or `x`
+   * does for the first). The waiting queue closes up instead, the next item
+   * taking over the removed one's spacer: if waiting items kept their place, a
+   * burst (one trim and one append per message) would push the queue one item
+   * further out per message, and the newest could need minutes to come into view.
+   */
   Ticker.prototype.removeAt = function (index) {
     var item = this.items[index];
-    if (index === 0) this.x += item.width; // the rest stays where it is on screen
+    var next = index + 1 < this.items.length ? this.items[index + 1] : null;
+    var waiting = this.leftOf(index) + item.margin >= this.viewWidth;
+    if (waiting) {
+      if (next !== null) this.setMargin(next, next.margin + item.margin);
+    } else if (index === 0) {
+      this.x += item.width;
+    } else if (next !== null) {
+      this.setMargin(next, next.margin + item.width);
+    }
     this.items.splice(index, 1);
     this.trackWidth -= item.width;
     item.el.remove();
@@ -478,7 +525,7 @@
     while (this.x + this.trackWidth < this.viewWidth && guard-- > 0) {
       var entry = this.nextToCycle();
       if (!entry) return;
-      this.append({ el: this.render(entry), width: 0, entry: entry, channel: entry.channel, fresh: false });
+      this.append({ el: this.render(entry), width: 0, margin: 0, entry: entry, channel: entry.channel, fresh: false });
       this.lastPlayed = entry;
     }
   };
@@ -491,7 +538,7 @@
     if (this.items.length === 0) this.x = 0;
     // Items that have reached the screen are no longer "fresh" (waiting their turn).
     var left = this.x;
-    for (var i = 0; i < this.items.length && left < this.viewWidth; i++) {
+    for (var i = 0; i < this.items.length && left + this.items[i].margin < this.viewWidth; i++) {
       this.items[i].fresh = false;
       left += this.items[i].width;
     }
@@ -506,7 +553,7 @@
     this.trackWidth = 0;
     for (var i = 0; i < this.items.length; i++) {
       var item = this.items[i];
-      item.width = item.el.offsetWidth + (parseFloat(item.el.style.marginLeft) || 0);
+      item.width = item.el.getBoundingClientRect().width + item.margin;
       this.trackWidth += item.width;
     }
   };

@@ -3,20 +3,36 @@
 A backend here is a recipe: ``make(limits)`` returns a new, unopened storage
 with an empty store. ``Backend.run(scenario, limits)`` opens one inside a fresh
 event loop, runs ``await scenario(storage)``, and closes it. New backends add
-one entry to ``BACKENDS``; every test parametrised on ``backend`` then covers them.
+one entry to ``BACKENDS``; every test parametrised on ``backend`` (and every
+HTTP test case decorated with ``@each_backend``, see tests/httpcase.py) then
+covers them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from tornado_lp.storage import Limits, MemoryStorage, Storage
+from tornado_lp.storage.sqlite import SqliteStorage
 
 T = TypeVar("T")
+
+#: One folder for every test's database files, removed when the test run ends.
+SCRATCH = tempfile.mkdtemp(prefix="tornado_lp_tests_")
+atexit.register(shutil.rmtree, SCRATCH, ignore_errors=True)
+
+
+def scratch_db() -> str:
+    """A fresh database path (no file yet) under :data:`SCRATCH`."""
+    return os.path.join(tempfile.mkdtemp(dir=SCRATCH), "store.db")
 
 
 @dataclass
@@ -52,6 +68,8 @@ def _redis(limits: Limits) -> Storage:
 
 BACKENDS: dict[str, Backend] = {
     "memory": Backend("memory", lambda limits: MemoryStorage(limits)),
+    # A real file per test (WAL, the worker thread, group commit), as in production.
+    "sqlite": Backend("sqlite", lambda limits: SqliteStorage(scratch_db(), limits)),
     "redis": Backend("redis", _redis),
 }
 

@@ -6,36 +6,49 @@ import asyncio
 
 from tornado_lp.hub import Hold, Hub
 from tornado_lp.protocol import new_epoch
-from tornado_lp.storage import Limits, MemoryStorage, Slice, StorageUnavailable
+from tornado_lp.storage import Limits, MemoryStorage, Message, Slice, Storage, StorageUnavailable
+
+from .backends import Backend
 
 HOUR = 3600.0
 
 
-class GatedStorage(MemoryStorage):
-    """A real MemoryStorage whose next read, once armed, pauses after taking its snapshot.
+class GatedStorage(Storage):
+    """A real store (any backend) whose next read, once armed, pauses after taking its snapshot.
 
     That pause is the window an asynchronous store (a thread, a socket) opens
     between a poll's read and its wait.
     """
 
-    def __init__(self) -> None:
-        super().__init__(Limits())
+    def __init__(self, inner: Storage) -> None:
+        super().__init__(inner.limits)
+        self.inner = inner
         self.armed = False
         self.snapshot_taken = asyncio.Event()
         self.release = asyncio.Event()
 
+    async def open(self) -> None:
+        await self.inner.open()
+        self.epoch = self.inner.epoch
+
+    async def append(self, channel: str, body: str) -> Message:
+        return await self.inner.append(channel, body)
+
     async def read(self, channel: str, after: int | None, limit: int) -> Slice:
-        chunk = await super().read(channel, after, limit)
+        chunk = await self.inner.read(channel, after, limit)
         if self.armed:
             self.armed = False
             self.snapshot_taken.set()
             await self.release.wait()
         return chunk
 
+    async def channel_count(self) -> int:
+        return await self.inner.channel_count()
 
-def test_publish_between_read_and_wait_still_releases_the_poll() -> None:
-    async def main() -> None:
-        storage = GatedStorage()
+
+def test_publish_between_read_and_wait_still_releases_the_poll(backend: Backend) -> None:
+    async def scenario(inner: Storage) -> None:
+        storage = GatedStorage(inner)
         hub = Hub(storage)
         await hub.publish("ch", "before")
         storage.armed = True
@@ -47,7 +60,36 @@ def test_publish_between_read_and_wait_still_releases_the_poll() -> None:
         assert result is not None
         assert [m.body for m in result.messages] == ["in the gap"]
 
-    asyncio.run(main())
+    backend.run(scenario)
+
+
+def test_polls_racing_publishes_never_miss_a_wake_up(backend: Backend) -> None:
+    """No gate: polls and publishes interleave freely; each poller sees every message once."""
+
+    async def scenario(storage: Storage) -> None:
+        hub = Hub(storage)
+        await hub.open()
+        start = f"{storage.epoch}-0"
+
+        async def follow() -> list[str]:
+            seen: list[str] = []
+            cursor = start
+            while len(seen) < 200:
+                result = await asyncio.wait_for(hub.poll("race", cursor, HOUR, 7), 10)
+                assert result is not None
+                seen.extend(m.body for m in result.messages)
+                cursor = result.cursor
+            return seen
+
+        followers = [asyncio.ensure_future(follow()) for _ in range(5)]
+        for i in range(200):
+            await hub.publish("race", str(i))
+            if i % 3 == 0:
+                await asyncio.sleep(0)
+        expected = [str(i) for i in range(200)]
+        assert await asyncio.gather(*followers) == [expected] * 5
+
+    backend.run(scenario)
 
 
 def test_publish_wakes_only_its_channel() -> None:
@@ -333,5 +375,19 @@ def test_epoch_changing_while_held_answers_reset() -> None:
         assert [m.body for m in again.messages] == ["new 3", "new 4"]
         stale = await hub.poll("e", old.id, 0, 10)
         assert stale is not None and stale.reset and len(stale.messages) == 5
+
+    asyncio.run(main())
+
+
+def test_publish_refuses_what_could_never_be_answered() -> None:
+    import pytest
+
+    async def main() -> None:
+        hub = Hub(MemoryStorage())
+        for channel, body, word in [("ok", "\ud800", "Unicode"), ("ok", "", "empty"),
+                                    ("bad name", "x", "channel")]:
+            with pytest.raises(ValueError, match=word):
+                await hub.publish(channel, body)
+        assert (await hub.poll("ok", None, 0, 10)).messages == []  # type: ignore[union-attr]
 
     asyncio.run(main())

@@ -103,6 +103,13 @@ class DisplaysTest(AppCase):
         page = await self.request("GET", "/displays.html")
         assert b"<script>alert" not in page.body and b"&lt;script&gt;" in page.body
 
+    @gen_test
+    async def test_page_errors_are_json_with_a_json_content_type(self) -> None:
+        # Found by the HTTP fuzz test: the page's text/html default header stayed on
+        # its JSON errors. error_of() checks the Content-Type.
+        response = await self.request("POST", "/displays.html", b"x")
+        assert response.code == 405 and "POST" in error_of(response)
+
 
 def test_display_registry_is_bounded_and_states_age() -> None:
     registry = DisplayRegistry(max_displays=3)

@@ -1,4 +1,4 @@
-"""A plain (non-editable) install ships and finds static/ and templates/."""
+"""A plain (non-editable) install ships and finds static/, templates/ and openapi.yaml."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ def test_wheel_ships_static_and_templates_and_finds_them(tmp_path: Path) -> None
     assert {p.name for p in (REPO / "templates").iterdir()
             if p.is_file() and not p.name.startswith(".")} <= shipped_templates
     assert not any(n.startswith(("tests/", "bench/")) for n in names)
+    assert "tornado_lp/openapi.yaml" in names  # package data, served at /openapi.yaml
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
@@ -61,6 +62,8 @@ def test_wheel_ships_static_and_templates_and_finds_them(tmp_path: Path) -> None
         for name in shipped_static:
             with urllib.request.urlopen(f"{url}static/{name}", timeout=10) as response:
                 assert response.status == 200
+        with urllib.request.urlopen(f"{url}openapi.yaml", timeout=10) as response:
+            assert response.read() == (REPO / "tornado_lp" / "openapi.yaml").read_bytes()
     finally:
         proc.kill()
         proc.wait(10)

@@ -8,11 +8,12 @@ import socket
 from tornado.iostream import IOStream
 from tornado.testing import gen_test
 
-from tornado_lp.storage import Limits, MemoryStorage, Storage
+from tornado_lp.storage import Limits
 
-from .httpcase import AppCase, error_of
+from .httpcase import AppCase, each_backend, error_of
 
 
+@each_backend
 class PublishTest(AppCase):
     app_settings = {"max_message_bytes": 100}
 
@@ -115,9 +116,40 @@ class PublishTest(AppCase):
             assert "not allowed" in error_of(response)
 
 
+@each_backend
+class JsonBodyEdgesTest(AppCase):
+    """Found by fuzzing: JSON that json.loads takes but the server could not answer."""
+
+    @gen_test
+    async def test_lone_surrogate_is_400_and_does_not_poison_the_channel(self) -> None:
+        # json.loads turns "\ud800" into a str that cannot be encoded as UTF-8: it
+        # used to be stored, then the 201 and every later poll of the channel were 500s.
+        for body in (b'{"body": "\\ud800"}', b'{"body": "ok \\udfff"}'):
+            response = await self.request("POST", "/channels/s/messages", body,
+                                          headers={"Content-Type": "application/json"})
+            assert response.code == 400, response.body
+            assert "surrogate" in error_of(response)
+        poll = await self.poll("s", timeout=0)
+        assert poll["messages"] == []
+        pair = await self.publish("s", '{"body": "\\ud83d\\ude00"}',
+                                  headers={"Content-Type": "application/json"})
+        assert pair["body"] == "\U0001F600"  # a proper surrogate pair is one character
+
+    @gen_test
+    async def test_deeply_nested_json_is_400(self) -> None:
+        # json.loads raises RecursionError (not ValueError) past ~1000 levels: was a 500.
+        for body in (b"[" * 50000, b'{"body": "x", "n": ' + b"[" * 5000 + b"]" * 5000 + b"}"):
+            response = await self.request("POST", "/channels/deep/messages", body,
+                                          headers={"Content-Type": "application/json"})
+            assert response.code == 400, response.body
+            assert "json" in error_of(response).lower()
+        info = json.loads((await self.request("GET", "/channels/deep")).body)
+        assert info["retained"] == 0
+
+
+@each_backend
 class ChannelLimitTest(AppCase):
-    def make_storage(self) -> Storage:
-        return MemoryStorage(Limits(max_channels=1))
+    limits = Limits(max_channels=1)
 
     @gen_test
     async def test_one_channel_too_many_is_507(self) -> None:
@@ -127,6 +159,7 @@ class ChannelLimitTest(AppCase):
         assert (await self.request("POST", "/channels/only/messages", b"z")).code == 201
 
 
+@each_backend
 class TokenTest(AppCase):
     app_settings = {"publish_token": "s3cret-token"}
 
@@ -147,6 +180,7 @@ class TokenTest(AppCase):
         assert ok.code == 201
 
 
+@each_backend
 class LoopbackOnlyTest(AppCase):
     """Without a token only loopback may publish; judged by the peer (or X-Forwarded-For)."""
 
@@ -167,6 +201,7 @@ class LoopbackOnlyTest(AppCase):
         assert ok.code == 201
 
 
+@each_backend
 class ForwardedIgnoredByDefaultTest(AppCase):
     @gen_test
     async def test_forwarded_header_not_trusted_without_xheaders(self) -> None:

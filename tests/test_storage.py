@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tornado_lp.storage import ChannelLimitError, Limits, Storage
 
@@ -129,3 +132,71 @@ def test_concurrent_appends_get_one_order(backend: Backend) -> None:
             assert mine == list(range(20))
 
     backend.run(scenario)
+
+
+# -- property: random operations against a plain list model --------------------
+
+CHANNELS = st.sampled_from(["a", "b", "c"])
+OPERATIONS = st.lists(
+    st.one_of(
+        st.tuples(st.just("append"), CHANNELS, st.text(min_size=1, max_size=8)),
+        # several appends in flight at once: one order, one seq each (group commit)
+        st.tuples(st.just("burst"), CHANNELS, st.integers(2, 6)),
+        st.tuples(
+            st.just("read"), CHANNELS, st.none() | st.integers(0, 25), st.integers(1, 8)
+        ),
+    ),
+    max_size=40,
+)
+
+
+@settings(
+    max_examples=30,
+    deadline=None,  # the SQLite worker thread's latency is not the property
+    suppress_health_check=[HealthCheck.function_scoped_fixture],  # `backend` is a recipe
+)
+@given(max_messages=st.integers(1, 6), operations=OPERATIONS)
+def test_random_operations_match_a_list_model(
+    backend: Backend, max_messages: int, operations: list[tuple[Any, ...]]
+) -> None:
+    # The model: per channel, every body ever appended (seq = index + 1).
+    model: dict[str, list[str]] = {}
+
+    def expected(channel: str, after: int | None, limit: int) -> tuple[list[Any], int, int]:
+        bodies = model.get(channel, [])
+        last = len(bodies)
+        first = max(1, last - max_messages + 1)
+        retained = [(seq, bodies[seq - 1]) for seq in range(first, last + 1)]
+        if after is None:
+            shown = retained[-limit:]
+        else:
+            shown = [m for m in retained if m[0] > after][:limit]
+        return shown, last, first
+
+    async def scenario(storage: Storage) -> None:
+        for op in operations:
+            if op[0] == "append":
+                _, channel, body = op
+                message = await storage.append(channel, body)
+                model.setdefault(channel, []).append(body)
+                assert (message.seq, message.channel) == (len(model[channel]), channel)
+            elif op[0] == "burst":
+                _, channel, count = op
+                bodies = [f"{channel}{i}" for i in range(count)]
+                messages = await asyncio.gather(*(storage.append(channel, b) for b in bodies))
+                known = model.setdefault(channel, [])
+                seqs = sorted(m.seq for m in messages)
+                assert seqs == list(range(len(known) + 1, len(known) + count + 1))
+                known.extend(m.body for m in sorted(messages, key=lambda m: m.seq))
+            else:
+                _, channel, after, limit = op
+                chunk = await storage.read(channel, after, limit)
+                shown, last, first = expected(channel, after, limit)
+                assert [(m.seq, m.body) for m in chunk.messages] == shown
+                assert (chunk.last_seq, chunk.first_seq) == (last, first)
+                assert all(m.id == f"{storage.epoch}-{m.seq}" for m in chunk.messages)
+        for channel in model:
+            chunk = await storage.read(channel, 0, 1000)
+            assert [(m.seq, m.body) for m in chunk.messages] == expected(channel, 0, 1000)[0]
+
+    backend.run(scenario, Limits(max_messages=max_messages))

@@ -23,9 +23,11 @@ from .handlers import (
 from .hub import Hub
 from .logs import access_log_function
 from .metrics import Metrics
+from .openapi import OpenAPIHandler
 from .pages import PublishPageHandler, TickerPageHandler
 from .resources import resource_dir
 from .seed import SeedCreateHandler, SeedUpdateHandler
+from .staticfiles import StaticFiles
 from .storage import MemoryStorage, Storage
 
 __all__ = ["make_app"]
@@ -91,6 +93,7 @@ def make_app(
         (r"/(?:create|new)", SeedCreateHandler, deps),
         (r"/", TickerPageHandler, deps),
         (r"/publish", PublishPageHandler, deps),
+        (r"/openapi\.yaml", OpenAPIHandler, deps),
     ]
     generator = None
     if generate_every > 0:
@@ -101,6 +104,7 @@ def make_app(
         default_handler_class=NotFoundHandler,
         default_handler_args=deps,
         static_path=static_path,
+        static_handler_class=StaticFiles,
         template_path=template_path,
         hub=hub,
         ctx=ctx,

@@ -136,6 +136,7 @@ class JSONHandler(tornado.web.RequestHandler):
                            tornado.web.RequestHandler, m.lower())]
             self.set_header("Allow", ", ".join(allowed))
             message = f"method {self.request.method} is not allowed here"
+        self.set_header("Content-Type", JSON_TYPE)  # also for pages, whose default is HTML
         self.finish(json_encode({"error": message}))
 
     def check_subscriber(self, channel: str) -> None:

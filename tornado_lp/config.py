@@ -102,8 +102,9 @@ OPTIONS: list[tuple[str, Callable[[str], Any] | None, Any, str]] = [
     ("address", None, "127.0.0.1", "address to listen on"),
     ("port", _named("a port number 0-65535", _port), 8888, "port to listen on (0: any free port)"),
     ("storage", None, "memory://",
-     "storage URL: memory://, redis://[:password@]host:port/db, rediss://..., "
-     "unix:///path/redis.sock[?db=N]"),
+     "storage URL: memory://, sqlite:///relative.db, sqlite:////absolute.db, "
+     "redis://[:password@]host:port/db, rediss://..., unix:///path/redis.sock[?db=N] "
+     "(docs/STORAGE.md)"),
     ("max-messages", _named("an integer >= 1", _positive_int), 1000,
      "messages retained per channel"),
     ("max-age", _named("seconds >= 0", _seconds), 0.0,

@@ -6,6 +6,7 @@ Every error, including Tornado's own (404, 405), is answered as ``{"error": "...
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -49,7 +50,9 @@ class PollHandler(JSONHandler):
     async def get(self, channel: str) -> None:
         channel = self.channel_or_400(channel)
         self.check_subscriber(channel)
-        arg = self.get_query_argument
+        # strip=False: Tornado turns control characters into spaces and strips them,
+        # which would take display=%05lobby-1 as "lobby-1"; the protocol refuses it.
+        arg = functools.partial(self.get_query_argument, strip=False)
         try:
             cursor = arg("cursor", None)
             protocol.parse_cursor(cursor)
@@ -155,6 +158,10 @@ class PublishHandler(JSONHandler):
                 document = json.loads(text)
             except ValueError:
                 raise tornado.web.HTTPError(400, "body is not valid JSON") from None
+            except RecursionError:
+                raise tornado.web.HTTPError(
+                    400, "body is not valid JSON: nested too deep"
+                ) from None
             if not isinstance(document, dict) or not isinstance(document.get("body"), str):
                 raise tornado.web.HTTPError(
                     400, 'JSON body must be an object with a string "body"'

@@ -28,7 +28,7 @@ from collections import deque
 from tornado.ioloop import IOLoop
 from tornado.locks import Condition
 
-from .protocol import format_cursor, parse_cursor
+from .protocol import format_cursor, parse_cursor, valid_channel
 from .storage import Message, Slice, Storage, StorageUnavailable
 
 __all__ = ["Hold", "Hub", "Overloaded", "PollResult"]
@@ -180,7 +180,19 @@ class Hub:
     # -- publishing ------------------------------------------------------
 
     async def publish(self, channel: str, body: str) -> Message:
-        """Store a message, then wake the channel's held polls."""
+        """Store a message, then wake the channel's held polls.
+
+        Raises ValueError for an invalid channel name or a body that is empty
+        or not valid Unicode (a lone surrogate could never be encoded in an answer).
+        """
+        if not valid_channel(channel):
+            raise ValueError(f"invalid channel name {channel[:80]!r}")
+        if not body:
+            raise ValueError("empty message")
+        try:
+            body.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("the message is not valid Unicode text") from None
         if not self._opened:
             await self.open()
         message = await self.storage.append(channel, body)

@@ -39,7 +39,7 @@ class SeedUpdateHandler(JSONHandler):
 
     async def post(self) -> None:
         self.check_subscriber(SEED_CHANNEL)
-        cursor = self.get_body_argument("id", "") or None
+        cursor = self.get_body_argument("id", "", strip=False) or None
         try:
             protocol.parse_cursor(cursor)
         except protocol.ProtocolError as error:

@@ -162,6 +162,8 @@ async def serve(
         await asyncio.wait_for(hub.close(), SHUTDOWN_GRACE)
     except TimeoutError:
         log.warning("held polls did not finish in %.1f s", SHUTDOWN_GRACE)
+    # Also when the grace ran out: a durable store must commit and checkpoint before exit.
+    await storage.close()
     try:
         await asyncio.wait_for(server.close_all_connections(), 0.3)
     except TimeoutError:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from .conftest import LiveServer, PageWatch, bodies, snapshot, wait_entry, wait_status
 
@@ -45,10 +42,6 @@ def test_memory_store_restart_is_seen_as_reset(
     watch.assert_clean()
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("tornado_lp.storage.sqlite") is None,
-    reason="the SQLite backend (tornado_lp/storage/sqlite.py) has not landed yet",
-)
 def test_sqlite_store_restart_resumes_without_repeat_or_gap(
     serve: Callable[..., LiveServer], open_page: Callable[..., PageWatch], tmp_path: Path
 ) -> None:

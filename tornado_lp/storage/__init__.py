@@ -33,7 +33,7 @@ __all__ = [
     "storage_from_url",
 ]
 
-SCHEMES = "memory://, redis://, rediss://, unix://"
+SCHEMES = "memory://, sqlite:///relative.db, sqlite:////absolute.db, redis://, rediss://, unix://"
 
 
 def storage_from_url(
@@ -52,6 +52,10 @@ def storage_from_url(
     scheme = urlsplit(url).scheme.lower()
     if scheme == "memory":
         return MemoryStorage(limits)
+    if scheme == "sqlite":
+        from .sqlite import SqliteStorage
+
+        return SqliteStorage.from_url(url, limits)
     if scheme in {"redis", "rediss", "unix"}:
         try:
             from .redis_store import RedisStorage
