@@ -77,6 +77,7 @@ _COLUMNS: list[tuple[str, str]] = [
     ("target", "target"),
     ("scenario", "scenario"),
     ("delivered", "delivered/expected"),
+    ("batch", "msgs/answer"),
     ("lost", "lost"),
     ("duplicates", "dup"),
     ("out_of_order", "ooo"),
@@ -100,6 +101,8 @@ def _cell(r: Result, key: str) -> str:
         return r.scenario
     if key == "delivered":
         return f"{r.delivered}/{r.expected}" if r.expected or r.delivered else "-"
+    if key == "batch":
+        return f"{r.delivered / r.answers:.2f}" if r.answers else "-"
     if key == "lat":
         if r.lat_p50_ms is None:
             return "-"

@@ -66,6 +66,8 @@ class Result:
     params: dict[str, Any]
     expected: int = 0
     delivered: int = 0
+    #: answers that carried messages; delivered / answers is the batching
+    answers: int = 0
     lost: int = 0
     duplicates: int = 0
     out_of_order: int = 0
@@ -108,6 +110,7 @@ class Tracker:
         self.publisher_of: dict[int, int] = {}
         self.latencies_ns: list[int] = []
         self.delivered = 0
+        self.answers = 0  # answers that carried at least one message
         self.duplicates = 0
         self.out_of_order = 0
         self.foreign = 0
@@ -118,6 +121,7 @@ class Tracker:
     def record(self, idx: int, bodies: list[str], received_ns: int) -> None:
         seen = self._seen[idx]
         last = self._last[idx]
+        self.answers += 1
         for body in bodies:
             seq_text, _, ns_text = body.partition(":")
             try:
@@ -260,6 +264,7 @@ def _finish_latency(result: Result, tracker: Tracker) -> None:
         result.lat_p99_ms = percentile(lat, 0.99) / 1e6
         result.lat_max_ms = lat[-1] / 1e6
     result.delivered = tracker.delivered
+    result.answers = tracker.answers
     result.duplicates = tracker.duplicates
     result.out_of_order = tracker.out_of_order
     result.lost = max(0, result.expected - tracker.delivered)
