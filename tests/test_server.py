@@ -6,6 +6,7 @@ import json
 import threading
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -150,3 +151,20 @@ def test_cors_origins_from_environment_and_command_line() -> None:
         "https://c.example"
     ]
     assert parse_args([], {}).cors_origin == []
+
+
+def test_listen_backlog_fits_a_fleet_reconnecting_at_once() -> None:
+    import shutil
+    import subprocess
+
+    from tornado_lp.server import LISTEN_BACKLOG
+
+    ss = shutil.which("ss")
+    if ss is None:
+        pytest.skip("needs ss (Debian package iproute2) to read the listen backlog")
+    with ServerProcess() as server:
+        port = server.url.rsplit(":", 1)[1].strip("/")
+        listing = subprocess.run([ss, "-ltnH", f"sport = :{port}"], capture_output=True,
+                                 text=True, check=True).stdout.split()
+        somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+        assert int(listing[2]) == min(LISTEN_BACKLOG, somaxconn)  # Send-Q: the backlog

@@ -181,6 +181,12 @@ async def _check(storage: Storage) -> int:
     return 0
 
 
+# A fleet of screens reconnects at once after a restart: Tornado's default backlog of
+# 128 drops SYNs that the clients then retry after 1 s, 3 s, ... (the kernel caps
+# this at net.core.somaxconn).
+LISTEN_BACKLOG = 4096
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["token"]:
@@ -199,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "messages and wake only its own polls"
         )
     try:
-        sockets = bind_sockets(options.port, options.address)
+        sockets = bind_sockets(options.port, options.address, backlog=LISTEN_BACKLOG)
     except OSError as error:
         return _fail(f"cannot listen on {options.address}:{options.port}: {error.strerror}")
     if processes == 1:
