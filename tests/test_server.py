@@ -168,3 +168,17 @@ def test_listen_backlog_fits_a_fleet_reconnecting_at_once() -> None:
                                  text=True, check=True).stdout.split()
         somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
         assert int(listing[2]) == min(LISTEN_BACKLOG, somaxconn)  # Send-Q: the backlog
+
+
+def test_event_loop_choice() -> None:
+    from tornado_lp.server import event_loop_factory
+
+    assert event_loop_factory("asyncio") is None
+    uvloop = pytest.importorskip("uvloop")  # in the test extra: runs in CI
+    assert event_loop_factory("auto") is uvloop.new_event_loop
+    assert event_loop_factory("uvloop") is uvloop.new_event_loop
+    for choice in ("asyncio", "uvloop"):
+        with ServerProcess("--event-loop", choice) as server:
+            assert fetch(server.url + "channels/l/messages", b"on " + choice.encode())["body"]
+            assert fetch(server.url + "channels/l/poll?timeout=0")["messages"]
+            assert server.terminate() == 0
