@@ -141,6 +141,9 @@ OPTIONS: list[tuple[str, Callable[[str], Any] | None, Any, str]] = [
      "in the environment: comma-separated)"),
     ("max-displays", _named("an integer >= 1", _positive_int), 10_000,
      "displays remembered for /displays (least recently seen forgotten first)"),
+    ("full-poll-path", None, False,
+     "answer every poll through the full RequestHandler (turns the lean path for plain "
+     "polls off; for comparison and troubleshooting)"),
     ("xheaders", None, False,
      "trust X-Forwarded-For / X-Real-Ip from a reverse proxy for the client address"),
     ("static-path", _named("a folder", _folder), None,

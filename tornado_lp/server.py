@@ -122,6 +122,7 @@ async def serve(
             cors_origins=options.cors_origin,
             max_displays=options.max_displays,
             log_format=options.log_format,
+            lean_polls=not options.full_poll_path,
             generate_every=options.generate_every if generate else 0.0,
             generate_channel=options.generate_channel,
             static_path=options.static_path,
