@@ -45,7 +45,8 @@ def routes(app: tornado.web.Application) -> list[tuple[re.Pattern[str], type[Any
     for rule in app.wildcard_router.rules:
         regex = getattr(rule.matcher, "regex", None)
         assert regex is not None, f"rule {rule} has no path regex"
-        found.append((regex, rule.target))
+        # A router target (the poll route's lean path) documents the handler behind it.
+        found.append((regex, getattr(rule.target, "handler_class", rule.target)))
     return found
 
 

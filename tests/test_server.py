@@ -6,6 +6,7 @@ import json
 import threading
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -150,3 +151,34 @@ def test_cors_origins_from_environment_and_command_line() -> None:
         "https://c.example"
     ]
     assert parse_args([], {}).cors_origin == []
+
+
+def test_listen_backlog_fits_a_fleet_reconnecting_at_once() -> None:
+    import shutil
+    import subprocess
+
+    from tornado_lp.server import LISTEN_BACKLOG
+
+    ss = shutil.which("ss")
+    if ss is None:
+        pytest.skip("needs ss (Debian package iproute2) to read the listen backlog")
+    with ServerProcess() as server:
+        port = server.url.rsplit(":", 1)[1].strip("/")
+        listing = subprocess.run([ss, "-ltnH", f"sport = :{port}"], capture_output=True,
+                                 text=True, check=True).stdout.split()
+        somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+        assert int(listing[2]) == min(LISTEN_BACKLOG, somaxconn)  # Send-Q: the backlog
+
+
+def test_event_loop_choice() -> None:
+    from tornado_lp.server import event_loop_factory
+
+    assert event_loop_factory("asyncio") is None
+    uvloop = pytest.importorskip("uvloop")  # in the test extra: runs in CI
+    assert event_loop_factory("auto") is uvloop.new_event_loop
+    assert event_loop_factory("uvloop") is uvloop.new_event_loop
+    for choice in ("asyncio", "uvloop"):
+        with ServerProcess("--event-loop", choice) as server:
+            assert fetch(server.url + "channels/l/messages", b"on " + choice.encode())["body"]
+            assert fetch(server.url + "channels/l/poll?timeout=0")["messages"]
+            assert server.terminate() == 0

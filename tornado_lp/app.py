@@ -9,6 +9,7 @@ import tornado.web
 
 from .base import Context, Settings
 from .displays import DisplayRegistry
+from .fastpoll import PollRouter
 from .generator import Generator
 from .handlers import (
     ChannelInfoHandler,
@@ -48,6 +49,7 @@ def make_app(
     generate_every: float = 0.0,
     generate_channel: str = "default",
     log_format: str = "text",
+    lean_polls: bool = True,
     static_path: str | None = None,
     template_path: str | None = None,
     **settings: Any,
@@ -81,8 +83,11 @@ def make_app(
         displays=displays,
     )
     deps = {"ctx": ctx}
+    # Plain polls take the lean path (fastpoll.py); the router hands every other
+    # poll to PollHandler.
+    poll_router = PollRouter(ctx, json_log=log_format == "json")
     routes: list[Any] = [
-        (rf"/channels/{_CHANNEL}/poll", PollHandler, deps),
+        (rf"/channels/{_CHANNEL}/poll", poll_router if lean_polls else PollHandler, deps),
         (rf"/channels/{_CHANNEL}/messages", PublishHandler, deps),
         (rf"/channels/{_CHANNEL}", ChannelInfoHandler, deps),
         (r"/healthz", HealthHandler, deps),
@@ -99,7 +104,7 @@ def make_app(
     if generate_every > 0:
         generator = Generator(hub, generate_channel, generate_every)
         generator.start()
-    return tornado.web.Application(
+    app = tornado.web.Application(
         routes,
         default_handler_class=NotFoundHandler,
         default_handler_args=deps,
@@ -112,3 +117,5 @@ def make_app(
         log_function=access_log_function(log_format == "json"),
         **settings,
     )
+    poll_router.application = app
+    return app

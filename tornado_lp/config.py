@@ -69,6 +69,12 @@ def _folder(text: str) -> str:
     return os.path.abspath(text)
 
 
+def _event_loop(text: str) -> str:
+    if text.lower() not in {"auto", "asyncio", "uvloop"}:
+        raise ValueError
+    return text.lower()
+
+
 def _log_format(text: str) -> str:
     if text.lower() not in {"text", "json"}:
         raise ValueError
@@ -135,12 +141,17 @@ OPTIONS: list[tuple[str, Callable[[str], Any] | None, Any, str]] = [
      "in the environment: comma-separated)"),
     ("max-displays", _named("an integer >= 1", _positive_int), 10_000,
      "displays remembered for /displays (least recently seen forgotten first)"),
+    ("full-poll-path", None, False,
+     "answer every poll through the full RequestHandler (turns the lean path for plain "
+     "polls off; for comparison and troubleshooting)"),
     ("xheaders", None, False,
      "trust X-Forwarded-For / X-Real-Ip from a reverse proxy for the client address"),
     ("static-path", _named("a folder", _folder), None,
      "serve static files from this folder instead of the installed static/"),
     ("template-path", _named("a folder", _folder), None,
      "load page templates from this folder instead of the installed templates/"),
+    ("event-loop", _named("auto, asyncio or uvloop", _event_loop), "auto",
+     "asyncio event loop: auto uses uvloop when it is installed"),
     ("log-format", _named("text or json", _log_format), "text",
      "log lines as plain text or as one JSON object per line"),
     ("log-level", _named("one of debug, info, warning, error", _level), "INFO", "log level"),

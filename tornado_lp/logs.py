@@ -14,7 +14,9 @@ from urllib.parse import parse_qsl, urlencode
 
 from tornado.web import RequestHandler
 
-__all__ = ["JSONFormatter", "access_log_function", "configure_logging", "redacted_uri"]
+__all__ = [
+    "JSONFormatter", "access_log_function", "configure_logging", "log_access", "redacted_uri",
+]
 
 access_log = logging.getLogger("tornado.access")
 SECRET_PARAMETERS = frozenset({"token"})
@@ -33,30 +35,38 @@ def redacted_uri(path: str, query: str) -> str:
     return f"{path}?{urlencode(pairs, safe='')}"
 
 
+def log_access(
+    json_lines: bool, status: int, method: str, path: str, query: str,
+    remote_ip: str | None, seconds: float,
+) -> None:
+    """One access line: INFO below 400, WARNING for 4xx, ERROR for 5xx."""
+    if status < 400:
+        level = logging.INFO
+    elif status < 500:
+        level = logging.WARNING
+    else:
+        level = logging.ERROR
+    if not access_log.isEnabledFor(level):
+        return
+    uri = redacted_uri(path, query)
+    duration_ms = 1000.0 * seconds
+    if json_lines:
+        access_log.log(level, "request", extra={"fields": {
+            "status": status, "method": method, "uri": uri,
+            "remote_ip": remote_ip, "duration_ms": round(duration_ms, 2),
+        }})
+    else:
+        access_log.log(level, "%d %s %s (%s) %.2fms", status, method, uri, remote_ip,
+                       duration_ms)
+
+
 def access_log_function(json_lines: bool) -> Callable[[RequestHandler], None]:
     """Tornado ``log_function``: status, method, redacted URI, client, duration."""
 
     def log_request(handler: RequestHandler) -> None:
-        status = handler.get_status()
-        if status < 400:
-            level = logging.INFO
-        elif status < 500:
-            level = logging.WARNING
-        else:
-            level = logging.ERROR
-        if not access_log.isEnabledFor(level):
-            return
         request = handler.request
-        uri = redacted_uri(request.path, request.query)
-        duration_ms = 1000.0 * request.request_time()
-        if json_lines:
-            access_log.log(level, "request", extra={"fields": {
-                "status": status, "method": request.method, "uri": uri,
-                "remote_ip": request.remote_ip, "duration_ms": round(duration_ms, 2),
-            }})
-        else:
-            access_log.log(level, "%d %s %s (%s) %.2fms", status, request.method, uri,
-                           request.remote_ip, duration_ms)
+        log_access(json_lines, handler.get_status(), request.method or "", request.path,
+                   request.query, request.remote_ip, request.request_time())
 
     return log_request
 

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar
 
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
@@ -121,6 +122,7 @@ async def serve(
             cors_origins=options.cors_origin,
             max_displays=options.max_displays,
             log_format=options.log_format,
+            lean_polls=not options.full_poll_path,
             generate_every=options.generate_every if generate else 0.0,
             generate_channel=options.generate_channel,
             static_path=options.static_path,
@@ -181,11 +183,51 @@ async def _check(storage: Storage) -> int:
     return 0
 
 
+T = TypeVar("T")
+
+
+def event_loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The loop ``--event-loop`` names: ``auto`` is uvloop when it is installed.
+
+    Tornado runs on any asyncio loop; uvloop takes about 7 % off the CPU cost of
+    a delivery (docs/BENCHMARKS.md). Raises ValueError if uvloop is asked for
+    but missing.
+    """
+    if name == "asyncio":
+        return None
+    try:
+        uvloop = importlib.import_module("uvloop")
+    except ImportError:
+        if name == "uvloop":
+            raise ValueError("--event-loop uvloop: uvloop is not installed "
+                             "(pip install 'tornado_lp[speed]')") from None
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def run_loop(
+    main: Coroutine[Any, Any, T], loop_factory: Callable[[], asyncio.AbstractEventLoop] | None
+) -> T:
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(main)
+
+
+# A fleet of screens reconnects at once after a restart: Tornado's default backlog of
+# 128 drops SYNs that the clients then retry after 1 s, 3 s, ... (the kernel caps
+# this at net.core.somaxconn).
+LISTEN_BACKLOG = 4096
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["token"]:
         return token_main(args[1:])
     options = parse_args(args)
+    try:
+        loop_factory = event_loop_factory(options.event_loop)
+    except ValueError as error:
+        return _fail(str(error))
     processes = options.processes or cpu_count()
     configure_logging(options.log_level, options.log_format, with_pid=processes > 1)
     try:
@@ -199,14 +241,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             "messages and wake only its own polls"
         )
     try:
-        sockets = bind_sockets(options.port, options.address)
+        sockets = bind_sockets(options.port, options.address, backlog=LISTEN_BACKLOG)
     except OSError as error:
         return _fail(f"cannot listen on {options.address}:{options.port}: {error.strerror}")
     if processes == 1:
-        return asyncio.run(serve(options, storage, sockets))
+        return run_loop(serve(options, storage, sockets), loop_factory)
 
     # Fail once, here, if the store cannot work, rather than once per worker.
-    status = asyncio.run(_check(storage))
+    status = run_loop(_check(storage), loop_factory)
     if status != 0:
         return status
     _announce(sockets, storage, processes)
@@ -217,8 +259,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             own = make_storage(options)  # each worker connects on its own event loop
         except (StorageConfigError, ValueError) as error:
             return _fail(str(error))
-        return asyncio.run(
-            serve(options, own, sockets, announce=False, generate=index == 0, parent_pid=parent)
+        return run_loop(
+            serve(options, own, sockets, announce=False, generate=index == 0, parent_pid=parent),
+            loop_factory,
         )
 
     return supervise(processes, worker)
