@@ -35,6 +35,22 @@ def scratch_db() -> str:
     return os.path.join(tempfile.mkdtemp(dir=SCRATCH), "store.db")
 
 
+S = TypeVar("S", bound=Storage)
+
+
+def run_open(storage: S, scenario: Callable[[S], Awaitable[T]]) -> T:
+    """In a fresh event loop: open ``storage``, ``await scenario(storage)``, close it."""
+
+    async def main() -> T:
+        await storage.open()
+        try:
+            return await scenario(storage)
+        finally:
+            await storage.close()
+
+    return asyncio.run(main())
+
+
 @dataclass
 class Backend:
     name: str
@@ -45,15 +61,7 @@ class Backend:
         scenario: Callable[[Storage], Awaitable[T]],
         limits: Limits | None = None,
     ) -> T:
-        async def main() -> T:
-            storage = self.make(limits or Limits())
-            await storage.open()
-            try:
-                return await scenario(storage)
-            finally:
-                await storage.close()
-
-        return asyncio.run(main())
+        return run_open(self.make(limits or Limits()), scenario)
 
 
 def _redis(limits: Limits) -> Storage:

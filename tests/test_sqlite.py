@@ -32,7 +32,7 @@ from tornado_lp.storage import (
 from tornado_lp.storage._sqlite_db import SCHEMA_VERSION
 from tornado_lp.storage.sqlite import SqliteStorage
 
-from .backends import scratch_db
+from .backends import run_open, scratch_db
 from .httpcase import AppCase, error_of
 from .serverproc import run_cli
 
@@ -43,16 +43,7 @@ HOUR = 3600.0
 def run(path: str, scenario: Callable[[SqliteStorage], Awaitable[T]], **options: Any) -> T:
     """Open a SqliteStorage on ``path``, run ``scenario``, close it."""
     limits = options.pop("limits", None)
-
-    async def main() -> T:
-        storage = SqliteStorage(path, limits, **options)
-        await storage.open()
-        try:
-            return await scenario(storage)
-        finally:
-            await storage.close()
-
-    return asyncio.run(main())
+    return run_open(SqliteStorage(path, limits, **options), scenario)
 
 
 def rows(path: str, sql: str, *args: Any) -> list[Any]:
