@@ -21,17 +21,59 @@ from collections.abc import Callable
 from typing import Any
 
 from tornado import httputil
-from tornado.escape import json_encode
+from tornado.escape import json_encode, parse_qs_bytes
+from tornado.http1connection import HTTP1Connection
 from tornado.routing import Router
 from tornado.web import Application, RequestHandler
 
+from .answers import Answer
 from .base import CORS_EXPOSED, JSON_TYPE, Context
 from .logs import log_access
 from .subscription import Position, Subscriber
 
-__all__ = ["LeanExchange", "LeanRouter", "http_date", "printable"]
+__all__ = ["LeanExchange", "LeanRequest", "LeanRouter", "http_date", "printable"]
 
 _OK = httputil.ResponseStartLine("", 200, "OK")
+
+
+class LeanRequest:
+    """What a lean exchange needs of a request, without building an HTTPServerRequest.
+
+    Tornado's request object parses the body arguments, the host and copies the
+    query arguments; a GET that a lean exchange answers needs none of that.
+    ``query_arguments`` is parsed on first use, as Tornado would.
+    """
+
+    __slots__ = ("_arguments", "_start_time", "connection", "headers", "method", "path",
+                 "query", "remote_ip", "uri", "version")
+
+    def __init__(
+        self,
+        start_line: httputil.RequestStartLine,
+        headers: httputil.HTTPHeaders,
+        connection: httputil.HTTPConnection,
+    ) -> None:
+        self.method, self.uri, self.version = start_line
+        self.path, _, self.query = self.uri.partition("?")
+        self.headers = headers
+        self.connection = connection
+        self.remote_ip: str | None = getattr(getattr(connection, "context", None),
+                                             "remote_ip", None)
+        self._start_time = time.time()
+        self._arguments: dict[str, list[bytes]] | None = None
+
+    @property
+    def query_arguments(self) -> dict[str, list[bytes]]:
+        if self._arguments is None:
+            self._arguments = parse_qs_bytes(self.query, keep_blank_values=True)
+        return self._arguments
+
+    def request_time(self) -> float:
+        return time.time() - self._start_time
+
+
+#: The request a lean exchange answers: Tornado's, or the lighter one above.
+AnyRequest = httputil.HTTPServerRequest | LeanRequest
 
 
 class LeanRouter(Router):
@@ -49,7 +91,7 @@ class LeanRouter(Router):
         ctx: Context,
         json_log: bool,
         handler_class: type[RequestHandler],
-        lean: Callable[[LeanRouter, httputil.HTTPServerRequest, list[bytes]],
+        lean: Callable[[LeanRouter, AnyRequest, list[bytes]],
                        httputil.HTTPMessageDelegate | None],
     ) -> None:
         self.ctx = ctx
@@ -103,7 +145,7 @@ class LeanExchange(Subscriber, httputil.HTTPMessageDelegate):
     def __init__(
         self,
         router: LeanRouter,
-        request: httputil.HTTPServerRequest,
+        request: AnyRequest,
         positions: list[Position],
         limit: int,
         timeout: float | None,
@@ -164,6 +206,37 @@ class LeanExchange(Subscriber, httputil.HTTPMessageDelegate):
                 headers["Access-Control-Allow-Origin"] = origin
                 headers["Access-Control-Expose-Headers"] = CORS_EXPOSED
         return headers
+
+    def respond_shared(self, answer: Answer, name: str, body: Callable[[Answer], bytes]) -> None:
+        """Write ``body(answer)`` as a 200, the whole response encoded once per shared answer.
+
+        Readers that got the same answer in the same turn get the same bytes:
+        status line, headers (the same ``Date`` and ``X-Server-Time``) and body.
+        Requests that need their own headers (an ``Origin``, a connection that
+        closes after the answer) take :meth:`respond`.
+        """
+        request = self.request
+        connection = request.connection
+        if ("Origin" in request.headers or request.version != "HTTP/1.1"
+                or not isinstance(connection, HTTP1Connection)
+                or connection.params.no_keep_alive
+                or "close" in request.headers.get("Connection", "").lower()):
+            self.respond(200, body(answer))
+            return
+        data = answer.memo(name, lambda shared: self._encoded_ok(body(shared)))
+        self.watch_close(False)
+        connection.write(data)  # a pre-encoded response: Tornado's documented shortcut
+        connection.finish()
+        self.log(200)
+
+    def _encoded_ok(self, body: bytes) -> bytes:
+        now = time.time()
+        vary = "Vary: Origin\r\n" if self.ctx.settings.cors_origins else ""
+        return (
+            f"HTTP/1.1 200 OK\r\nContent-Type: {JSON_TYPE}\r\nCache-Control: no-store\r\n"
+            f"Date: {http_date(now)}\r\nContent-Length: {len(body)}\r\n"
+            f"X-Server-Time: {now:.3f}\r\n{vary}\r\n"
+        ).encode("latin-1") + body
 
     def respond(self, status: int, body: bytes, retry_after: int | None = None) -> None:
         """Write a whole JSON answer and finish the request."""

@@ -33,7 +33,7 @@ from ._workers import supervise
 from .app import make_app
 from .config import parse_args
 from .hub import Hub
-from .logs import configure_logging
+from .logs import configure_logging, flush_logs
 from .storage import Limits, Storage, StorageConfigError, storage_from_url
 from .token_cli import token_main
 
@@ -126,6 +126,7 @@ async def serve(
             heartbeat=options.heartbeat,
             stream_max_age=options.stream_max_age,
             stream_max_buffer=options.stream_max_buffer,
+            head_timeout=options.idle_timeout,
             generate_every=options.generate_every if generate else 0.0,
             generate_channel=options.generate_channel,
             static_path=options.static_path,
@@ -136,6 +137,9 @@ async def serve(
         return _fail(str(error))
     hub: Hub = app.settings["hub"]
     server = HTTPServer(app, xheaders=options.xheaders, **http_limits(options))
+    # The application watches request heads (--idle-timeout) with one timer for
+    # every connection, instead of Tornado's timer per request read.
+    server.conn_params.header_timeout = None
     server.add_sockets(sockets)
     if announce:
         _announce(sockets, storage, 1)
@@ -212,8 +216,11 @@ def event_loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | N
 def run_loop(
     main: Coroutine[Any, Any, T], loop_factory: Callable[[], asyncio.AbstractEventLoop] | None
 ) -> T:
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        return runner.run(main)
+    try:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(main)
+    finally:
+        flush_logs()  # lines kept for the loop's last turn
 
 
 # A fleet of screens reconnects at once after a restart: Tornado's default backlog of

@@ -26,7 +26,7 @@ from tornado.iostream import StreamBufferFullError, StreamClosedError
 
 from .answers import Answer
 from .hub import Overloaded
-from .lean import LeanExchange, LeanRouter
+from .lean import AnyRequest, LeanExchange, LeanRouter
 from .readrequest import ReadRefused, ReadRequest, parse_read_request
 from .storage import StorageUnavailable
 
@@ -38,7 +38,7 @@ HEARTBEAT = b": hb\n\n"
 
 
 def event_stream(
-    router: LeanRouter, request: httputil.HTTPServerRequest, path_args: list[bytes]
+    router: LeanRouter, request: AnyRequest, path_args: list[bytes]
 ) -> EventStream:
     return EventStream(router, request)
 
@@ -84,7 +84,7 @@ class EventStream(LeanExchange):
     once = False
     __slots__ = ("chunked", "display", "started")
 
-    def __init__(self, router: LeanRouter, request: httputil.HTTPServerRequest) -> None:
+    def __init__(self, router: LeanRouter, request: AnyRequest) -> None:
         super().__init__(router, request, [], 0, None)
         self.started = False
         self.display: str | None = None
