@@ -1,4 +1,4 @@
-"""``python -m bench``: run every scenario against every available target."""
+"""``python -m bench``: run every scenario against every available target, then judge."""
 
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "judges the targets of issues 11 and 12",
     )
     p.add_argument(
-        "--quick", action="store_true", help="small sizes, every scenario, under two minutes"
+        "--quick", action="store_true", help="small sizes, every scenario and target, a few minutes"
     )
     p.add_argument(
         "--repeat", type=int, default=None, help="runs per target x scenario (full: 3, quick: 1)"
