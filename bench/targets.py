@@ -409,6 +409,10 @@ class TornadoLP(Target):
         waiters = json.loads(resp.body).get("waiters")
         return int(waiters) if waiters is not None else None
 
+    async def stream_count(self, conn: Connection, channel: str) -> int | None:
+        # The hub counts a stream among the channel's readers, as it counts a held poll.
+        return await self.held_polls(conn, channel)
+
 
 # ---------------------------------------------------------------------------
 class Floor(Target):
