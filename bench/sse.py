@@ -247,6 +247,8 @@ class SSEStream(asyncio.Protocol):
         if events:
             self.events += len(events)
             self.on_events(self, events, received_ns)
+        if self._dechunk is not None and self._dechunk.done and not self.closed.done():
+            self.closed.set_result(None)  # the server ended the stream, keeping the connection
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.opened.done():
@@ -285,6 +287,7 @@ class SSEStream(asyncio.Protocol):
 
     @property
     def is_closed(self) -> bool:
+        """True once the connection is lost or the server sent the last chunk."""
         return self.closed.done()
 
     def close(self) -> None:

@@ -311,6 +311,9 @@ def test_sse_stream_chunked_split_anywhere() -> None:
         assert events == _EXPECTED, cut
         assert stream.events == len(_EXPECTED)
         assert receipts == sorted(receipts)
+        assert stream.is_closed  # the last chunk ends the stream even on a kept connection
+    stream, _, _ = asyncio.run(_stream_events([raw[: raw.rindex(b"0\r\n")]]))
+    assert not stream.is_closed
 
 
 def test_sse_stream_until_close_as_nchan_sends_it() -> None:
