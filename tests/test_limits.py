@@ -139,9 +139,9 @@ class ChurnTest(AppCase):
                 _reader, writer = await asyncio.open_connection("127.0.0.1", port)
                 writer.write(request)
                 writers.append(writer)
-            while self.hub.waiters("quiet") < 5000:
+            while self.hub.holding("quiet") < 5000:
                 await asyncio.sleep(0.01)
-            assert self.hub.condition_backlog("quiet") == 5000
+            assert self.hub.pending_deadlines() == 5000
             for writer in writers:
                 writer.close()
             while self.hub.waiters("quiet") > 0:
@@ -149,6 +149,6 @@ class ChurnTest(AppCase):
             for writer in writers:
                 await writer.wait_closed()
             # Nothing published on the channel, and yet nothing is left behind.
-            assert self.hub.condition_backlog("quiet") == 0
+            assert self.hub.pending_deadlines() == 0
             assert self.hub.total_waiters() == 0
             assert self.hub._channels == {}

@@ -9,27 +9,34 @@ import tornado.web
 
 from .base import Context, Settings
 from .displays import DisplayRegistry
-from .fastpoll import PollRouter
+from .fastpoll import plain_poll
 from .generator import Generator
 from .handlers import (
     ChannelInfoHandler,
     DisplaysHandler,
     DisplaysPageHandler,
+    EventsHandler,
     HealthHandler,
     MetricsHandler,
+    MultiPollHandler,
     NotFoundHandler,
     PollHandler,
     PublishHandler,
 )
+from .heartbeats import Heartbeats
 from .hub import Hub
+from .lean import LeanRouter
 from .logs import access_log_function
 from .metrics import Metrics
+from .muxpoll import multi_poll
 from .openapi import OpenAPIHandler
 from .pages import PublishPageHandler, TickerPageHandler
 from .resources import resource_dir
 from .seed import SeedCreateHandler, SeedUpdateHandler
+from .sse import event_stream
 from .staticfiles import StaticFiles
 from .storage import MemoryStorage, Storage
+from .websocket import StreamSocketHandler
 
 __all__ = ["make_app"]
 
@@ -50,6 +57,9 @@ def make_app(
     generate_channel: str = "default",
     log_format: str = "text",
     lean_polls: bool = True,
+    heartbeat: float = 15.0,
+    stream_max_age: float = 600.0,
+    stream_max_buffer: int = 256 * 1024,
     static_path: str | None = None,
     template_path: str | None = None,
     **settings: Any,
@@ -68,6 +78,10 @@ def make_app(
         raise ValueError("max_message_bytes must be at least 1")
     if not poll_timeout_max >= 0:
         raise ValueError("poll_timeout_max must be a number >= 0")
+    if not stream_max_age > 0:
+        raise ValueError("stream_max_age must be a positive number of seconds")
+    if stream_max_buffer < 1024:
+        raise ValueError("stream_max_buffer must be at least 1024 bytes")
     hub = Hub(storage if storage is not None else MemoryStorage(), max_waiters=max_waiters)
     displays = DisplayRegistry(max_displays)
     ctx = Context(
@@ -78,17 +92,27 @@ def make_app(
             publish_token=publish_token or None,
             subscribe_secret=subscribe_secret or None,
             cors_origins=frozenset(cors_origins),
+            heartbeat=heartbeat,
+            stream_max_age=stream_max_age,
+            stream_max_buffer=stream_max_buffer,
         ),
         metrics=Metrics(hub.total_waiters, displays.live_count),
         displays=displays,
+        heartbeats=Heartbeats(heartbeat),
     )
     deps = {"ctx": ctx}
     # Plain polls take the lean path (fastpoll.py); the router hands every other
     # poll to PollHandler.
-    poll_router = PollRouter(ctx, json_log=log_format == "json")
+    json_log = log_format == "json"
+    poll_router = LeanRouter(ctx, json_log, PollHandler, plain_poll)
+    multi_router = LeanRouter(ctx, json_log, MultiPollHandler, multi_poll)
+    events_router = LeanRouter(ctx, json_log, EventsHandler, event_stream)
     routes: list[Any] = [
         (rf"/channels/{_CHANNEL}/poll", poll_router if lean_polls else PollHandler, deps),
         (rf"/channels/{_CHANNEL}/messages", PublishHandler, deps),
+        (r"/poll", multi_router, deps),
+        (r"/events", events_router, deps),
+        (r"/ws", StreamSocketHandler, deps),
         (rf"/channels/{_CHANNEL}", ChannelInfoHandler, deps),
         (r"/healthz", HealthHandler, deps),
         (r"/displays", DisplaysHandler, deps),
@@ -117,5 +141,8 @@ def make_app(
         log_function=access_log_function(log_format == "json"),
         **settings,
     )
-    poll_router.application = app
+    settings.setdefault("websocket_ping_interval", heartbeat)
+    settings.setdefault("websocket_ping_timeout", 2 * heartbeat)
+    for router in (poll_router, multi_router, events_router):
+        router.application = app
     return app

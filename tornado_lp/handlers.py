@@ -23,8 +23,10 @@ __all__ = [
     "ChannelInfoHandler",
     "DisplaysHandler",
     "DisplaysPageHandler",
+    "EventsHandler",
     "HealthHandler",
     "MetricsHandler",
+    "MultiPollHandler",
     "NotFoundHandler",
     "PollHandler",
     "PublishHandler",
@@ -38,6 +40,24 @@ class NotFoundHandler(JSONHandler):
 
     def prepare(self) -> None:
         raise tornado.web.HTTPError(404, "no such path: %s", self.request.path[:200])
+
+
+class _LeanRoute(JSONHandler):
+    """The methods other than GET of a route whose GETs take the lean path (lean.py).
+
+    Only the CORS preflight (``OPTIONS``) and the JSON 405 reach it.
+    """
+
+    def get(self) -> None:  # routed to the lean path; here only to be listed in Allow
+        raise tornado.web.HTTPError(500, "a GET reached the handler of a lean route")
+
+
+class MultiPollHandler(_LeanRoute):
+    """``GET /poll?channel=a,b``: multiplexed long-poll (tornado_lp/muxpoll.py)."""
+
+
+class EventsHandler(_LeanRoute):
+    """``GET /events?channel=a,b``: Server-Sent Events (tornado_lp/sse.py)."""
 
 
 class PollHandler(JSONHandler):
