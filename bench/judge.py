@@ -101,7 +101,7 @@ def _missing(target: str, role: str) -> str:
 
 def _versus(
     rows: _Rows, issue: int, role: str, what: str, attr: str, peer: str, peer_role: str,
-    factor: float = 1.0, offset: float = 0.0, unit: str = "", ours: str = LP,
+    factor: float = 1.0, offset: float = 0.0, unit: str = "", ours: str = LP, digits: int = 1,
 ) -> Verdict:  # fmt: skip
     """``ours.attr <= factor * peer.attr + offset``."""
     label = rows.label(role)
@@ -117,7 +117,7 @@ def _versus(
         why = rows.why(ours, role) if a is None else rows.why(peer, peer_role)
         return Verdict(issue, role, text, "", bound, None, why)
     limit = factor * b + offset
-    measured = f"{_fmt(a)}{unit} vs {peer}{where} {_fmt(b)}{unit}"
+    measured = f"{_fmt(a, digits)}{unit} vs {peer}{where} {_fmt(b, digits)}{unit}"
     if factor != 1.0 and b:
         measured += f" = {a / b:.2f}x"
     return Verdict(issue, role, text, measured, bound, a <= limit)
@@ -250,6 +250,7 @@ def verdicts(rows: Sequence[Result]) -> list[Verdict]:
                 role,
                 offset=1.0,
                 unit=" KiB",
+                digits=3,
             ),
             _idle(r, 12, role, streams=False),
             _versus(r, 12, role, "wake-all", "wake_all_ms", NCHAN, role, factor=2.0, unit=" ms"),
@@ -270,7 +271,15 @@ def verdicts(rows: Sequence[Result]) -> list[Verdict]:
         ),
         _limit(r, 11, "sse-fanout", "latency p99", _p99, "≤", 50, " ms"),
         _versus(
-            r, 11, "sse-hold", "KiB/open stream", "rss_per_held_kib", NCHAN, "sse-hold", unit=" KiB"
+            r,
+            11,
+            "sse-hold",
+            "KiB/open stream",
+            "rss_per_held_kib",
+            NCHAN,
+            "sse-hold",
+            unit=" KiB",
+            digits=3,
         ),
         _idle(r, 11, "sse-hold", streams=True),
         _versus(r, 11, "sse-hold", "wake-all", "wake_all_ms", NCHAN, "hold-a", unit=" ms"),
