@@ -62,6 +62,7 @@ def make_app(
     stream_max_age: float = 600.0,
     stream_max_buffer: int = 256 * 1024,
     head_timeout: float | None = None,
+    body_timeout: float | None = None,
     static_path: str | None = None,
     template_path: str | None = None,
     **settings: Any,
@@ -72,9 +73,9 @@ def make_app(
     :class:`~tornado_lp.hub.Hub` (call ``await hub.close()`` to answer held
     polls and close the storage). With ``generate_every > 0`` a generator is
     started on the current IOLoop (``app.settings["generator"]``).
-    ``head_timeout``: close connections that wait longer than this for a
-    request head (see :mod:`tornado_lp.application`; then turn the server's own
-    timer off). Other keyword arguments are Tornado Application settings. Two
+    ``head_timeout``, ``body_timeout``: close connections that wait longer than
+    this for a request head, or a body (see :mod:`tornado_lp.application`; then
+    turn the server's own timers off). Other keyword arguments are Tornado Application settings. Two
     apps share nothing.
     """
     static_path = static_path or resource_dir("static")
@@ -153,4 +154,6 @@ def make_app(
     app.lean_poll = poll_router if lean_polls else None
     app.lean_paths = {"/poll": multi_router, "/events": events_router}
     app.head_timeout = head_timeout
+    app.body_timeout = body_timeout
+    app.lean_publish = (ctx, json_log) if lean_polls else None
     return app

@@ -31,9 +31,8 @@ from .base import CORS_EXPOSED, JSON_TYPE, Context
 from .logs import log_access
 from .subscription import Position, Subscriber
 
-__all__ = ["LeanExchange", "LeanRequest", "LeanRouter", "http_date", "printable"]
+__all__ = ["LeanExchange", "LeanRequest", "LeanResponder", "LeanRouter", "http_date", "printable"]
 
-_OK = httputil.ResponseStartLine("", 200, "OK")
 
 
 class LeanRequest:
@@ -133,41 +132,14 @@ def http_date(now: float) -> str:
     return _Date.text
 
 
-class LeanExchange(Subscriber, httputil.HTTPMessageDelegate):
-    """A request answered by a reader: JSON errors, CORS, the access log line, client-gone.
+class LeanResponder(httputil.HTTPMessageDelegate):
+    """Answers written straight to the connection: JSON, errors, CORS, the access log line."""
 
-    Subclasses implement :meth:`start` (called once the request is read) and
-    the :class:`Subscriber` methods.
-    """
-
-    __slots__ = ("ctx", "json_log", "request")
-
-    def __init__(
-        self,
-        router: LeanRouter,
-        request: AnyRequest,
-        positions: list[Position],
-        limit: int,
-        timeout: float | None,
-    ) -> None:
-        super().__init__(positions, limit, timeout)
-        self.ctx = router.ctx
-        self.json_log = router.json_log
-        self.request = request
-
-    # -- HTTPMessageDelegate ------------------------------------------------
-
-    def finish(self) -> None:
-        self.start()
-
-    def start(self) -> None:
-        """The request is read: subscribe, or answer an error."""
-        raise NotImplementedError
+    ctx: Context
+    json_log: bool
+    request: AnyRequest
 
     def on_connection_close(self) -> None:
-        if not self.done:
-            self.ctx.hub.unsubscribe(self)
-            self.log(499)  # nginx's "client closed request"
         self.closed()
 
     def closed(self) -> None:
@@ -188,24 +160,11 @@ class LeanExchange(Subscriber, httputil.HTTPMessageDelegate):
     # -- writing -------------------------------------------------------------
 
     def headers(self, status: int, content_type: str, length: int | None) -> httputil.HTTPHeaders:
-        """The answer's headers: type, no caching, Date, CORS; X-Server-Time on 200s."""
-        now = time.time()
-        headers = httputil.HTTPHeaders()
-        headers["Content-Type"] = content_type
-        headers["Cache-Control"] = "no-store"
-        headers["Date"] = http_date(now)
-        if length is not None:
-            headers["Content-Length"] = str(length)
-        if status == 200:
-            headers["X-Server-Time"] = f"{now:.3f}"
-        origins = self.ctx.settings.cors_origins
-        if origins:
-            headers["Vary"] = "Origin"
-            origin = self.request.headers.get("Origin")
-            if origin in origins:
-                headers["Access-Control-Allow-Origin"] = origin
-                headers["Access-Control-Expose-Headers"] = CORS_EXPOSED
-        return headers
+        """The answer's headers (see :meth:`_fields`) for Tornado's writer."""
+        fields = httputil.HTTPHeaders()
+        for field, value in self._fields(status, length, {}, content_type):
+            fields.add(field, value)
+        return fields
 
     def respond_shared(self, answer: Answer, name: str, body: Callable[[Answer], bytes]) -> None:
         """Write ``body(answer)`` as a 200, the whole response encoded once per shared answer.
@@ -213,50 +172,125 @@ class LeanExchange(Subscriber, httputil.HTTPMessageDelegate):
         Readers that got the same answer in the same turn get the same bytes:
         status line, headers (the same ``Date`` and ``X-Server-Time``) and body.
         Requests that need their own headers (an ``Origin``, a connection that
-        closes after the answer) take :meth:`respond`.
+        closes after the answer) are encoded alone.
         """
-        request = self.request
-        connection = request.connection
-        if ("Origin" in request.headers or request.version != "HTTP/1.1"
-                or not isinstance(connection, HTTP1Connection)
-                or connection.params.no_keep_alive
-                or "close" in request.headers.get("Connection", "").lower()):
+        if "Origin" in self.request.headers or not self._keeps_alive():
             self.respond(200, body(answer))
             return
-        data = answer.memo(name, lambda shared: self._encoded_ok(body(shared)))
-        self.watch_close(False)
-        connection.write(data)  # a pre-encoded response: Tornado's documented shortcut
-        connection.finish()
-        self.log(200)
+        data = answer.memo(name, lambda shared: self._encoded(200, body(shared), {}))
+        self._finish(200, data)
 
-    def _encoded_ok(self, body: bytes) -> bytes:
-        now = time.time()
-        vary = "Vary: Origin\r\n" if self.ctx.settings.cors_origins else ""
-        return (
-            f"HTTP/1.1 200 OK\r\nContent-Type: {JSON_TYPE}\r\nCache-Control: no-store\r\n"
-            f"Date: {http_date(now)}\r\nContent-Length: {len(body)}\r\n"
-            f"X-Server-Time: {now:.3f}\r\n{vary}\r\n"
-        ).encode("latin-1") + body
-
-    def respond(self, status: int, body: bytes, retry_after: int | None = None) -> None:
+    def respond(
+        self, status: int, body: bytes, retry_after: int | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> None:
         """Write a whole JSON answer and finish the request."""
+        headers = dict(extra or {})
+        if retry_after is not None:
+            headers["Retry-After"] = str(retry_after)
+        if self._keeps_alive():
+            self._finish(status, self._encoded(status, body, headers))
+            return
+        # The connection closes after this answer: Tornado's writer says so in the headers.
         connection = self.request.connection
         assert connection is not None
         self.watch_close(False)
-        headers = self.headers(status, JSON_TYPE, len(body))
-        if retry_after is not None:
-            headers["Retry-After"] = str(retry_after)
-        start = _OK if status == 200 else httputil.ResponseStartLine(
-            "", status, http.client.responses.get(status, "Unknown"))
-        connection.write_headers(start, headers, body)
+        start = httputil.ResponseStartLine("", status, http.client.responses.get(status, "Unknown"))
+        fields = httputil.HTTPHeaders()
+        for field, value in self._fields(status, len(body), headers):
+            fields.add(field, value)
+        connection.write_headers(start, fields, body)
         connection.finish()
         self.log(status)
 
-    def refuse(self, status: int, message: str, retry_after: int | None = None) -> None:
+    def _keeps_alive(self) -> bool:
+        """True if the connection stays open after the answer, so it can be written as it is."""
+        request = self.request
+        connection = request.connection
+        return (request.version == "HTTP/1.1" and isinstance(connection, HTTP1Connection)
+                and not connection.params.no_keep_alive
+                and "close" not in request.headers.get("Connection", "").lower())
+
+    def _fields(
+        self, status: int, length: int | None, extra: dict[str, str],
+        content_type: str = JSON_TYPE,
+    ) -> list[tuple[str, str]]:
+        """The answer's headers: type, no caching, Date, length, CORS; X-Server-Time on 200s."""
+        now = time.time()
+        fields = [("Content-Type", content_type), ("Cache-Control", "no-store"),
+                  ("Date", http_date(now))]
+        if length is not None:
+            fields.append(("Content-Length", str(length)))
+        if status == 200:
+            fields.append(("X-Server-Time", f"{now:.3f}"))
+        origins = self.ctx.settings.cors_origins
+        if origins:
+            fields.append(("Vary", "Origin"))
+            origin = self.request.headers.get("Origin")
+            if origin in origins:  # one of ours: a checked origin, no CR or LF
+                fields.append(("Access-Control-Allow-Origin", origin))
+                fields.append(("Access-Control-Expose-Headers", CORS_EXPOSED))
+        fields.extend(extra.items())
+        return fields
+
+    def _encoded(self, status: int, body: bytes, extra: dict[str, str]) -> bytes:
+        """The whole response, status line to body."""
+        lines = [f"HTTP/1.1 {status} {http.client.responses.get(status, 'Unknown')}"]
+        lines.extend(f"{field}: {value}" for field, value in self._fields(status, len(body), extra))
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+    def _finish(self, status: int, data: bytes) -> None:
+        connection = self.request.connection
+        assert connection is not None
+        self.watch_close(False)
+        connection.write(data)  # a pre-encoded response: Tornado's documented shortcut
+        connection.finish()
+        self.log(status)
+
+    def refuse(
+        self, status: int, message: str, retry_after: int | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> None:
         """Answer ``{"error": message}``."""
-        self.respond(status, json_encode({"error": message}).encode(), retry_after)
+        self.respond(status, json_encode({"error": message}).encode(), retry_after, extra)
 
     def log(self, status: int) -> None:
         request = self.request
         log_access(self.json_log, status, request.method or "GET", request.path,
                    request.query, request.remote_ip, request.request_time())
+
+
+class LeanExchange(Subscriber, LeanResponder):
+    """A request answered by a hub reader: it is held, woken and answered as one object.
+
+    Subclasses implement :meth:`start` (called once the request is read) and
+    the :class:`Subscriber` methods.
+    """
+
+    __slots__ = ("ctx", "json_log", "request")
+
+    def __init__(
+        self,
+        router: LeanRouter,
+        request: AnyRequest,
+        positions: list[Position],
+        limit: int,
+        timeout: float | None,
+    ) -> None:
+        super().__init__(positions, limit, timeout)
+        self.ctx = router.ctx
+        self.json_log = router.json_log
+        self.request = request
+
+    def finish(self) -> None:
+        self.start()
+
+    def start(self) -> None:
+        """The request is read: subscribe, or answer an error."""
+        raise NotImplementedError
+
+    def on_connection_close(self) -> None:
+        if not self.done:
+            self.ctx.hub.unsubscribe(self)
+            self.log(499)  # nginx's "client closed request"
+        self.closed()

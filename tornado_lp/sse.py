@@ -131,12 +131,12 @@ class EventStream(LeanExchange):
         if not self.started:
             self._begin(answer.memo("sse", sse_events))
         else:
-            self._send(answer.memo("sse-chunk", _sse_chunk) if self.chunked
+            self._write_stream(answer.memo("sse-chunk", _sse_chunk) if self.chunked
                        else answer.memo("sse", sse_events))
         self.ctx.metrics.streamed(len(answer.messages))
 
     def beat(self) -> None:
-        self._send(_chunked(HEARTBEAT) if self.chunked else HEARTBEAT)
+        self._write_stream(_chunked(HEARTBEAT) if self.chunked else HEARTBEAT)
 
     def expire(self) -> None:
         self._end(_retry(500, 3000))  # --stream-max-age: reconnect soon, to any process
@@ -178,7 +178,7 @@ class EventStream(LeanExchange):
         self.ctx.heartbeats.add(self)
         self.ctx.metrics.stream_opened("sse")
 
-    def _send(self, data: bytes) -> None:
+    def _write_stream(self, data: bytes) -> None:
         stream = getattr(self.request.connection, "stream", None)
         if stream is None or not self.started:
             return
@@ -195,7 +195,7 @@ class EventStream(LeanExchange):
         if not self.started:
             self.respond(503, b'{"error":"the server is shutting down: retry later"}', 2)
             return
-        self._send(_chunked(last) if self.chunked else last)
+        self._write_stream(_chunked(last) if self.chunked else last)
         self.watch_close(False)
         if not self.gone:
             connection.finish()
