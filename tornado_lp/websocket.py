@@ -143,6 +143,12 @@ class StreamSocketHandler(JSONHandler, tornado.websocket.WebSocketHandler):
     def on_message(self, message: str | bytes) -> None:
         pass  # server to client only; anything the client sends is ignored
 
+    def on_connection_close(self) -> None:
+        # JSONHandler's (it cancels a held poll) comes first in the MRO and would
+        # hide WebSocketHandler's, the one that calls on_close(): a client that
+        # went away would stay subscribed until --stream-max-age.
+        tornado.websocket.WebSocketHandler.on_connection_close(self)
+
     def on_close(self) -> None:
         reader, self._reader = self._reader, None
         if reader is not None:
