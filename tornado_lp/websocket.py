@@ -26,6 +26,7 @@ from .answers import Answer
 from .base import ApiError, JSONHandler
 from .hub import Overloaded
 from .readrequest import ReadRefused, ReadRequest, parse_read_request
+from .sse import STREAM_HOLD
 from .storage import StorageUnavailable
 from .subscription import Position, Subscriber
 
@@ -124,7 +125,7 @@ class StreamSocketHandler(JSONHandler, tornado.websocket.WebSocketHandler):
             self._display = read.display
             self.ctx.displays.poll_started(
                 read.display, ",".join(read.channels), self.request.remote_ip or "",
-                self.request.headers.get("User-Agent", ""), self.config.stream_max_age,
+                self.request.headers.get("User-Agent", ""), STREAM_HOLD,
             )
 
     def send(self, answer: Answer) -> None:
