@@ -109,9 +109,12 @@ class Refused(Exception):
 class Connection:
     """One keep-alive HTTP/1.1 connection to ``127.0.0.1:port``."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int
+    ) -> None:
         self.reader = reader
         self.writer = writer
+        self.port = port
 
     @classmethod
     async def open(cls, port: int, *, rcvbuf: int | None = None) -> Connection:
@@ -121,10 +124,10 @@ class Connection:
         sock.setblocking(False)
         await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
         reader, writer = await asyncio.open_connection(sock=sock)
-        return cls(reader, writer)
+        return cls(reader, writer, port)
 
     def send(self, target: str, headers: Sequence[tuple[str, str]] = ()) -> None:
-        lines = [f"GET {target} HTTP/1.1", "Host: 127.0.0.1"]
+        lines = [f"GET {target} HTTP/1.1", f"Host: 127.0.0.1:{self.port}"]
         lines += [f"{name}: {value}" for name, value in headers]
         self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
 
