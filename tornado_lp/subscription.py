@@ -108,8 +108,8 @@ class Subscriber:
     holds_empty_reset: ClassVar[bool] = False
 
     __slots__ = (
-        "_awaiting", "_before", "_deadline", "_expired", "_flushing", "_news", "done", "held",
-        "hub", "limit", "positions", "timeout",
+        "_again", "_awaiting", "_before", "_deadline", "_expired", "_flushing", "_news", "done",
+        "held", "hub", "limit", "positions", "timeout",
     )
 
     def __init__(self, positions: list[Position], limit: int, timeout: float | None) -> None:
@@ -125,6 +125,9 @@ class Subscriber:
         self._flushing = False
         self._expired = False
         self._deadline: Deadline | None = None
+        # Channels cut at ``limit`` whose next page waits until the answer with
+        # this page is out: each answer has at most ``limit`` per channel.
+        self._again: list[str] = []
 
     # -- what transports implement ------------------------------------------
 
@@ -180,7 +183,9 @@ class Subscriber:
                 position.unread = False
                 self._awaiting -= 1
             if self._awaiting:
-                return part.more and not self.once
+                if part.more and not self.once:
+                    self._again.append(position.channel)
+                return False
             self.held = True
             if not self._news:
                 if self._expired or (self.timeout is not None and self.timeout <= 0):
@@ -193,9 +198,13 @@ class Subscriber:
         if news:
             if len(self.positions) == 1:
                 self._flush()
-            elif not self._flushing:
-                self._flushing = True
-                asyncio.get_running_loop().call_soon(self._flush)
+            else:
+                if not self._flushing:
+                    self._flushing = True
+                    asyncio.get_running_loop().call_soon(self._flush)
+                if part.more and not self.once:
+                    self._again.append(position.channel)
+                return False
         return part.more and not self.once and not self.done
 
     def _failed(self, error: StorageUnavailable) -> None:
@@ -231,6 +240,10 @@ class Subscriber:
         if self.once:
             self.hub.unsubscribe(self)
         self.deliver(answer)
+        again, self._again = self._again, []
+        if not self.done:
+            for channel in again:
+                self.hub.reread(self, channel)
 
 
 def _merged(parts: list[PollResult]) -> tuple[PollResult, ...]:
