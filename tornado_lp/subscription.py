@@ -25,6 +25,7 @@ while an answer was cut at ``limit``. :meth:`Hub.unsubscribe
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING, ClassVar
 
 from .answers import Answer, PollResult
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from .hub import Hub
 
 __all__ = ["Position", "Subscriber", "positions_from"]
+
+log = logging.getLogger("tornado_lp.hub")
 
 
 class Position:
@@ -201,7 +204,7 @@ class Subscriber:
             else:
                 if not self._flushing:
                     self._flushing = True
-                    asyncio.get_running_loop().call_soon(self._flush)
+                    asyncio.get_running_loop().call_soon(self._flush_soon)
                 if part.more and not self.once:
                     self._again.append(position.channel)
                 return False
@@ -228,6 +231,16 @@ class Subscriber:
         assert self.hub is not None
         self.hub.unsubscribe(self)
         self.expire()
+
+    def _flush_soon(self) -> None:
+        """The deferred flush of a multi-channel reader. A transport's bug in
+        :meth:`deliver` forgets the reader, as it does in a pump's round."""
+        try:
+            self._flush()
+        except Exception:
+            log.exception("answering a reader of %s failed", ",".join(self.channels))
+            if self.hub is not None:
+                self.hub.unsubscribe(self)
 
     def _flush(self) -> None:
         self._flushing = False
