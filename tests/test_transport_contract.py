@@ -282,6 +282,18 @@ class MultiChannelContractTest(TransportCase):
         assert self.positions(answer.cursor, ["a", "b"]) == {"a": 5, "b": 2}
 
     @gen_test(timeout=60)
+    async def test_paging_several_channels_at_most_limit_per_channel_per_answer(self) -> None:
+        await self.publish_many("a", [f"a{i}" for i in range(7)])
+        await self.publish_many("b", [f"b{i}" for i in range(5)])
+        reader = await self.reader(["a", "b"], at={"a": self.at(0), "b": self.at(0)}, limit=3)
+        answers = await reader.collect(12)
+        assert [self.of(a, "a") for a in answers if self.of(a, "a")] == [
+            ["a0", "a1", "a2"], ["a3", "a4", "a5"], ["a6"]]
+        assert [self.of(a, "b") for a in answers if self.of(a, "b")] == [
+            ["b0", "b1", "b2"], ["b3", "b4"]]
+        assert self.positions(reader.cursor, ["a", "b"]) == {"a": 7, "b": 5}
+
+    @gen_test(timeout=60)
     async def test_a_channel_missing_from_the_cursor_gets_its_backlog(self) -> None:
         await self.publish_many("a", ["a1", "a2", "a3"])
         await self.publish_many("b", ["b1", "b2"])
