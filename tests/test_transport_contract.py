@@ -212,9 +212,9 @@ class ContractTest(TransportCase):
                     range(1, len(mine) + 1))
             assert len(seen) == total
         for p in range(publishers):
-            mine = [int(m["body"].split(":")[1]) for m in reference
+            sent = [int(m["body"].split(":")[1]) for m in reference
                     if m["body"].split(":")[0] == str(p)]
-            assert mine == list(range(per_publisher))  # each publisher's in send order
+            assert sent == list(range(per_publisher))  # each publisher's in send order
 
 
 @each_transport(KINDS)

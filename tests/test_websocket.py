@@ -87,7 +87,8 @@ class WebSocketTest(SocketCase):
             status, headers, _ = await self.handshake("/ws?channel=a", origin)
             assert status == 101 and headers["upgrade"].lower() == "websocket", origin
             reader = await self.ws(["a"], origin=origin)
-            assert (await reader.frame())["messages"] == []
+            frame = await reader.frame()
+            assert frame is not None and frame["messages"] == []
 
     @gen_test(timeout=60)
     async def test_frames_have_the_documented_shape(self) -> None:

@@ -46,7 +46,7 @@ WAIT = 20.0
 HOLD = 60.0
 
 
-async def until(predicate: Callable[[], bool], wait: float = WAIT, what: str = "") -> None:
+async def until(predicate: Callable[[], object], wait: float = WAIT, what: str = "") -> None:
     """Return once ``predicate()`` is true; fail with TimeoutError after ``wait`` seconds."""
     deadline = time.monotonic() + wait
     while not predicate():
