@@ -183,6 +183,27 @@ class EventStreamTest(SSECase):
         assert status == 400 and "cursor" in payload["error"]
         assert self.hub.total_waiters() == 0
 
+
+@each_backend
+class TrimmedEventStreamTest(SSECase):
+    limits = Limits(max_messages=3)
+
+    @gen_test(timeout=60)
+    async def test_a_trimmed_id_gets_a_missed_event_then_the_retained(self) -> None:
+        for i in range(1, 6):
+            await self.publish("t", f"m{i}")
+        await self.publish("u", "u1")
+        reader = await self.sse(["t", "u"], last_event_id=self.cursor({"t": 1, "u": 0}))
+        events = (await reader.next()).raw
+        assert [e.type for e in events] == ["missed", "message", "message", "message",
+                                            "message"]
+        assert json.loads(events[0].data) == {"channel": "t"}
+        assert sorted(json.loads(e.data)["body"] for e in events[1:]) == ["m3", "m4", "m5", "u1"]
+
+
+class DisplayTest(SSECase):
+    """Memory only: the grace after a stream ends takes the registry's 2 s."""
+
     @gen_test(timeout=60)
     async def test_a_stream_with_display_is_live_while_open_and_not_after(self) -> None:
         reader = await self.sse(["d1", "d2"], params={"display": "lobby-1"})
@@ -203,23 +224,6 @@ class EventStreamTest(SSECase):
         while (await display())["state"] == "live":  # a short grace for a reconnect, no more
             assert time.monotonic() < deadline, "a closed stream stays live"
             await asyncio.sleep(0.05)
-
-
-@each_backend
-class TrimmedEventStreamTest(SSECase):
-    limits = Limits(max_messages=3)
-
-    @gen_test(timeout=60)
-    async def test_a_trimmed_id_gets_a_missed_event_then_the_retained(self) -> None:
-        for i in range(1, 6):
-            await self.publish("t", f"m{i}")
-        await self.publish("u", "u1")
-        reader = await self.sse(["t", "u"], last_event_id=self.cursor({"t": 1, "u": 0}))
-        events = (await reader.next()).raw
-        assert [e.type for e in events] == ["missed", "message", "message", "message",
-                                            "message"]
-        assert json.loads(events[0].data) == {"channel": "t"}
-        assert sorted(json.loads(e.data)["body"] for e in events[1:]) == ["m3", "m4", "m5", "u1"]
 
 
 class StreamEndsTest(SSECase):
