@@ -134,6 +134,9 @@ def make_app(
     if generate_every > 0:
         generator = Generator(hub, generate_channel, generate_every)
         generator.start()
+    # WebSocket heartbeats are Tornado's pings (read from the Application's settings).
+    settings.setdefault("websocket_ping_interval", heartbeat)
+    settings.setdefault("websocket_ping_timeout", 2 * heartbeat)
     app = Application(
         routes,
         default_handler_class=NotFoundHandler,
@@ -147,8 +150,6 @@ def make_app(
         log_function=access_log_function(log_format == "json"),
         **settings,
     )
-    settings.setdefault("websocket_ping_interval", heartbeat)
-    settings.setdefault("websocket_ping_timeout", 2 * heartbeat)
     for router in (poll_router, multi_router, events_router):
         router.application = app
     app.lean_poll = poll_router if lean_polls else None

@@ -263,6 +263,13 @@ class Hub:
                 for name in [name for name, (until, _) in busy.items() if until <= now]:
                     del busy[name]
 
+    def reread(self, reader: Subscriber, channel: str) -> None:
+        """Read ``channel`` again for ``reader`` at once (its last answer was cut at its limit)."""
+        state = self._channels.get(channel)
+        if state is not None and reader in state.readers:
+            state.fresh.append(reader)
+            self._run(state)
+
     def answer(
         self,
         reader: Subscriber,

@@ -35,6 +35,10 @@ __all__ = ["EventStream", "event_stream", "sse_events"]
 _OK = httputil.ResponseStartLine("", 200, "OK")
 EVENT_STREAM = "text/event-stream; charset=utf-8"
 HEARTBEAT = b": hb\n\n"
+#: The "hold" a stream reports to /displays: a stream is live while it is open
+#: (held), and only the registry's short grace after it ends (a poll's grace is
+#: two hold periods; a stream's max age there kept a dead screen live for 20 min).
+STREAM_HOLD = 0.0
 
 
 def event_stream(
@@ -113,7 +117,7 @@ class EventStream(LeanExchange):
                 self.display = read.display
                 ctx.displays.poll_started(
                     read.display, ",".join(read.channels), request.remote_ip or "",
-                    request.headers.get("User-Agent", ""), ctx.settings.stream_max_age,
+                    request.headers.get("User-Agent", ""), STREAM_HOLD,
                 )
 
     def _configure(self, read: ReadRequest) -> None:

@@ -25,6 +25,7 @@ while an answer was cut at ``limit``. :meth:`Hub.unsubscribe
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING, ClassVar
 
 from .answers import Answer, PollResult
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from .hub import Hub
 
 __all__ = ["Position", "Subscriber", "positions_from"]
+
+log = logging.getLogger("tornado_lp.hub")
 
 
 class Position:
@@ -108,8 +111,8 @@ class Subscriber:
     holds_empty_reset: ClassVar[bool] = False
 
     __slots__ = (
-        "_awaiting", "_before", "_deadline", "_expired", "_flushing", "_news", "done", "held",
-        "hub", "limit", "positions", "timeout",
+        "_again", "_awaiting", "_before", "_deadline", "_expired", "_flushing", "_news", "done",
+        "held", "hub", "limit", "positions", "timeout",
     )
 
     def __init__(self, positions: list[Position], limit: int, timeout: float | None) -> None:
@@ -125,6 +128,9 @@ class Subscriber:
         self._flushing = False
         self._expired = False
         self._deadline: Deadline | None = None
+        # Channels cut at ``limit`` whose next page waits until the answer with
+        # this page is out: each answer has at most ``limit`` per channel.
+        self._again: list[str] = []
 
     # -- what transports implement ------------------------------------------
 
@@ -180,7 +186,9 @@ class Subscriber:
                 position.unread = False
                 self._awaiting -= 1
             if self._awaiting:
-                return part.more and not self.once
+                if part.more and not self.once:
+                    self._again.append(position.channel)
+                return False
             self.held = True
             if not self._news:
                 if self._expired or (self.timeout is not None and self.timeout <= 0):
@@ -193,9 +201,13 @@ class Subscriber:
         if news:
             if len(self.positions) == 1:
                 self._flush()
-            elif not self._flushing:
-                self._flushing = True
-                asyncio.get_running_loop().call_soon(self._flush)
+            else:
+                if not self._flushing:
+                    self._flushing = True
+                    asyncio.get_running_loop().call_soon(self._flush_soon)
+                if part.more and not self.once:
+                    self._again.append(position.channel)
+                return False
         return part.more and not self.once and not self.done
 
     def _failed(self, error: StorageUnavailable) -> None:
@@ -220,6 +232,16 @@ class Subscriber:
         self.hub.unsubscribe(self)
         self.expire()
 
+    def _flush_soon(self) -> None:
+        """The deferred flush of a multi-channel reader. A transport's bug in
+        :meth:`deliver` forgets the reader, as it does in a pump's round."""
+        try:
+            self._flush()
+        except Exception:
+            log.exception("answering a reader of %s failed", ",".join(self.channels))
+            if self.hub is not None:
+                self.hub.unsubscribe(self)
+
     def _flush(self) -> None:
         self._flushing = False
         if self.done or not self._news:
@@ -231,6 +253,10 @@ class Subscriber:
         if self.once:
             self.hub.unsubscribe(self)
         self.deliver(answer)
+        again, self._again = self._again, []
+        if not self.done:
+            for channel in again:
+                self.hub.reread(self, channel)
 
 
 def _merged(parts: list[PollResult]) -> tuple[PollResult, ...]:

@@ -26,6 +26,7 @@ from .answers import Answer
 from .base import ApiError, JSONHandler
 from .hub import Overloaded
 from .readrequest import ReadRefused, ReadRequest, parse_read_request
+from .sse import STREAM_HOLD
 from .storage import StorageUnavailable
 from .subscription import Position, Subscriber
 
@@ -124,7 +125,7 @@ class StreamSocketHandler(JSONHandler, tornado.websocket.WebSocketHandler):
             self._display = read.display
             self.ctx.displays.poll_started(
                 read.display, ",".join(read.channels), self.request.remote_ip or "",
-                self.request.headers.get("User-Agent", ""), self.config.stream_max_age,
+                self.request.headers.get("User-Agent", ""), STREAM_HOLD,
             )
 
     def send(self, answer: Answer) -> None:
@@ -142,6 +143,12 @@ class StreamSocketHandler(JSONHandler, tornado.websocket.WebSocketHandler):
 
     def on_message(self, message: str | bytes) -> None:
         pass  # server to client only; anything the client sends is ignored
+
+    def on_connection_close(self) -> None:
+        # JSONHandler's (it cancels a held poll) comes first in the MRO and would
+        # hide WebSocketHandler's, the one that calls on_close(): a client that
+        # went away would stay subscribed until --stream-max-age.
+        tornado.websocket.WebSocketHandler.on_connection_close(self)
 
     def on_close(self) -> None:
         reader, self._reader = self._reader, None
