@@ -1,8 +1,9 @@
 """``Client.subscribe()``: follow channels' cursors, reconnect, resume without repeat or gap.
 
 Transport: one held ``GET /poll?channel=a,b`` for all channels when the server
-has it; on a server without it (404) one held ``GET /channels/{ch}/poll`` per
-channel, merged. Both keep the same multi-channel cursor.
+has it; on a server without it (404), or when asked, one held
+``GET /channels/{ch}/poll`` per channel, merged in arrival order. Both keep the
+same multi-channel cursor.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
 from . import _client_cursor as cursors
@@ -30,7 +31,7 @@ from ._client_errors import (
 from ._client_events import Event, Message, Missed, Reset, message_from_json
 from ._client_http import Http
 
-__all__ = ["Subscription", "SubscriptionOptions", "check_channels"]
+__all__ = ["TRANSPORTS", "Subscription", "SubscriptionOptions", "Transport", "check_channels"]
 
 #: Seconds a held poll may take beyond its hold before it counts as a dead connection.
 WATCHDOG = 10.0
@@ -38,6 +39,12 @@ WATCHDOG = 10.0
 _RETRY_STATUSES = {408, 429}
 
 T = TypeVar("T")
+
+#: ``multiplexed``: one ``GET /poll`` for all channels; ``per-channel``: one
+#: ``GET /channels/{ch}/poll`` per channel; ``auto``: multiplexed, per-channel if the
+#: server has no ``/poll`` (404).
+Transport = Literal["auto", "multiplexed", "per-channel"]
+TRANSPORTS = ("auto", "multiplexed", "per-channel")
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,7 @@ class SubscriptionOptions:
     max_retries: int | None = None
     on_retry: Callable[[Retry], None] | None = None
     backoff: Callable[[], Backoff] = Backoff
+    transport: Transport = "auto"
 
 
 def check_channels(channels: Sequence[str]) -> None:
@@ -98,6 +106,8 @@ class Subscription:
         on_close: Callable[[Subscription], None] | None = None,
     ) -> None:
         check_channels(channels)
+        if options.transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}")
         if not options.hold > 0:
             raise ValueError("hold must be a number of seconds > 0")
         self.channels = tuple(channels)
@@ -109,7 +119,7 @@ class Subscription:
         self._cursor = cursor
         self._positions: cursors.Positions | None = None
         self._pending: deque[tuple[Event, str | None]] = deque()
-        self._use_multi = True
+        self._use_multi = options.transport != "per-channel"
         self._backoff = options.backoff()
         self._queue: asyncio.Queue[tuple[str, dict[str, Any]] | BaseException] | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -173,11 +183,15 @@ class Subscription:
             try:
                 events, cursor = await self._retrying(self._poll_multi, self.channels)
             except NotFound:
+                if self._options.transport != "auto":
+                    raise
                 self._use_multi = False  # a server without GET /poll
                 self._start_channel_polls()
             else:
                 self._queue_events(events, cursor)
                 return
+        if self._queue is None:
+            self._start_channel_polls()
         assert self._queue is not None and self._positions is not None
         item = await self._queue.get()
         if isinstance(item, BaseException):

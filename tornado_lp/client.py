@@ -39,7 +39,7 @@ from ._client_errors import (
 )
 from ._client_events import Event, Message, Missed, Reset
 from ._client_http import Http
-from ._client_subscribe import Subscription, SubscriptionOptions
+from ._client_subscribe import Subscription, SubscriptionOptions, Transport
 
 __all__ = [
     "DEFAULT_URL",
@@ -145,6 +145,7 @@ class Client:
         limit: int | None = None,
         max_retries: int | None = None,
         on_retry: Callable[[Retry], None] | None = None,
+        transport: Transport = "auto",
     ) -> Subscription:
         """Follow ``channels`` (a name, ``"a,b"``, or names; at most 16) from ``cursor``.
 
@@ -154,7 +155,10 @@ class Client:
         hold a poll; ``limit`` the most messages per channel per answer.
         ``max_retries`` failures in a row end it with the last error (default:
         retry forever); ``on_retry`` is called with each :class:`Retry` before
-        the wait.
+        the wait. ``transport``: ``"multiplexed"`` (one ``GET /poll`` for all
+        channels), ``"per-channel"`` (one ``GET /channels/{ch}/poll`` each, as
+        servers without ``/poll`` need), or ``"auto"``: multiplexed, per-channel
+        on a server that answers ``/poll`` with 404.
         """
         names = channels.split(",") if isinstance(channels, str) else list(channels)
         subscription = Subscription(
@@ -169,6 +173,7 @@ class Client:
                 max_retries=max_retries,
                 on_retry=on_retry,
                 backoff=lambda: Backoff(self.retry_initial, self.retry_max),
+                transport=transport,
             ),
             on_close=self._subscriptions.discard,
         )
