@@ -144,6 +144,44 @@ def test_cursor_never_runs_ahead_of_what_was_yielded() -> None:
         run(scenario)
 
 
+def test_a_cancelled_wait_leaves_the_subscription_going(storage: str) -> None:
+    with ServerProcess(*server_storage(storage)) as server:
+
+        async def scenario() -> None:
+            async with Client(server.url) as client:
+                async with client.subscribe("w", hold=10) as subscription:
+                    waiting = asyncio.ensure_future(subscription.__anext__())
+                    while await waiters(server.url, "w") == 0:
+                        await asyncio.sleep(0.01)
+                    waiting.cancel()
+                    with pytest.raises(asyncio.CancelledError):
+                        await waiting
+                    await client.publish("w", "after the cancel")
+                    assert bodies(await take(subscription, 1)) == ["after the cancel"]
+
+        run(scenario)
+
+
+def test_closing_a_subscription_ends_its_held_polls_at_once() -> None:
+    with ServerProcess() as server:
+
+        async def scenario() -> None:
+            async with Client(server.url) as client:
+                subscription = client.subscribe("x,y", hold=60)
+                waiting = asyncio.ensure_future(take(subscription, 1))
+                while await waiters(server.url, "x") == 0 or await waiters(server.url, "y") == 0:
+                    await asyncio.sleep(0.01)
+                await subscription.aclose()
+                assert await waiting == []  # the iterator ended
+                # A leaked poll would stay held for its whole 60 s hold.
+                deadline = asyncio.get_running_loop().time() + 20
+                while await waiters(server.url, "x") + await waiters(server.url, "y"):
+                    assert asyncio.get_running_loop().time() < deadline, "a poll is still held"
+                    await asyncio.sleep(0.01)
+
+        run(scenario)
+
+
 def test_fields_are_sent_as_json_and_the_stored_message_comes_back() -> None:
     with ServerProcess() as server:
 

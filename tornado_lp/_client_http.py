@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from tornado.concurrent import Future
 from tornado.httpclient import HTTPClientError, HTTPRequest, HTTPResponse
 from tornado.iostream import IOStream, StreamClosedError
 from tornado.simple_httpclient import SimpleAsyncHTTPClient
@@ -26,30 +27,43 @@ from ._client_errors import UnexpectedAnswer, Unreachable, status_error
 __all__ = ["Http"]
 
 USER_AGENT = f"tornado_lp-client/{__version__}"
+#: Seconds a cancelled request may take to wind down after its streams are closed.
+ABORT_GRACE = 1.0
 
 
 class _AbortableTCPClient(TCPClient):
-    """A TCPClient whose connections :meth:`abort` closes, also one still connecting."""
+    """A TCPClient whose connections :meth:`abort` closes, also those still connecting.
+
+    (Streams are recorded where TCPClient makes them, ``_create_stream``, so a
+    socket in the middle of connecting is closed too, not left to the garbage
+    collector.)
+    """
 
     aborted = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._streams: set[IOStream] = set()
+        self._streams: list[IOStream] = []
+
+    def _create_stream(self, *args: Any, **kwargs: Any) -> tuple[IOStream, Future[IOStream]]:
+        stream, connected = super()._create_stream(*args, **kwargs)
+        self._streams.append(stream)
+        if self.aborted:
+            stream.close()
+        return stream, connected
 
     async def connect(self, *args: Any, **kwargs: Any) -> IOStream:
         stream = await super().connect(*args, **kwargs)
+        self._streams.append(stream)  # a TLS stream is a new object over the same socket
         if self.aborted:
             stream.close()
             raise StreamClosedError()
-        self._streams.add(stream)
         return stream
 
     def abort(self) -> None:
         self.aborted = True
         for stream in self._streams:
             stream.close()
-        self._streams.clear()
 
 
 def _consume(future: asyncio.Future[HTTPResponse]) -> None:
@@ -108,6 +122,9 @@ class Http:
         except asyncio.CancelledError:
             answer.add_done_callback(_consume)  # it fails when aborted; nobody waits for it
             connections.abort()
+            # Closed streams end the request within a turn or two of the loop; wait for
+            # that (briefly), so no socket outlives the call.
+            await asyncio.wait({answer}, timeout=ABORT_GRACE)
             raise
         except HTTPClientError as error:  # 599: timeout, or the connection dropped
             raise Unreachable(f"no answer from {self.where}: {error.message}") from None

@@ -123,6 +123,7 @@ class Subscription:
         self._backoff = options.backoff()
         self._queue: asyncio.Queue[tuple[str, dict[str, Any]] | BaseException] | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._filling: asyncio.Future[None] | None = None
         self._closed = False
         self._on_close = on_close
 
@@ -138,11 +139,20 @@ class Subscription:
         while not self._pending:
             if self._closed:
                 raise StopAsyncIteration
+            # A task of its own, so that aclose() can end the wait from outside.
+            self._filling = asyncio.ensure_future(self._fill())
             try:
-                await self._fill()
+                await self._filling
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if self._closed and not (current is not None and current.cancelling()):
+                    raise StopAsyncIteration from None  # aclose() ended the wait
+                raise  # this wait only: the next one polls again from the same cursor
             except BaseException:
                 await self.aclose()
                 raise
+            finally:
+                self._filling = None
         event, cursor = self._pending.popleft()
         if cursor is not None:
             self._cursor = cursor
@@ -157,6 +167,8 @@ class Subscription:
     async def aclose(self) -> None:
         """Stop polling; the iterator then ends. Safe to call twice."""
         self._closed = True
+        if self._filling is not None:
+            self._filling.cancel()
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
