@@ -12,6 +12,7 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient
 
 from tornado_lp._client_backoff import Backoff
+from tornado_lp._client_subscribe import Transport
 from tornado_lp.client import (
     BadRequest,
     Client,
@@ -84,6 +85,13 @@ def storage(request: pytest.FixtureRequest) -> str:
     return name
 
 
+@pytest.fixture(params=["multiplexed", "per-channel"])
+def transport(request: pytest.FixtureRequest) -> Transport:
+    """Each way to subscribe: one GET /poll for all channels, or one poll per channel."""
+    name: Transport = request.param
+    return name
+
+
 def test_backoff_doubles_from_initial_to_the_cap_with_jitter_and_resets() -> None:
     top = Backoff(1.0, 30.0, jitter=0.2, rng=lambda: 0.0)  # no jitter drawn: the bases
     assert [top.next_delay() for _ in range(8)] == [1, 2, 4, 8, 16, 30, 30, 30]
@@ -97,7 +105,7 @@ def test_backoff_doubles_from_initial_to_the_cap_with_jitter_and_resets() -> Non
         Backoff(0, 30)
 
 
-def test_publish_and_subscribe_round_trip(storage: str) -> None:
+def test_publish_and_subscribe_round_trip(storage: str, transport: Transport) -> None:
     with ServerProcess(*server_storage(storage)) as server:
 
         async def scenario() -> None:
@@ -105,7 +113,8 @@ def test_publish_and_subscribe_round_trip(storage: str) -> None:
                 a1 = await client.publish("a", "a1")
                 b1 = await client.publish("b", "b1 ünïcode ✓")
                 assert a1["channel"] == "a" and a1["body"] == "a1" and a1["id"]
-                async with client.subscribe(["a", "b"], hold=10) as subscription:
+                async with client.subscribe(["a", "b"], hold=10,
+                                            transport=transport) as subscription:
                     assert by_channel(await take(subscription, 2)) == [a1, b1]
                     after_backlog = subscription.cursor
                     assert after_backlog
@@ -114,42 +123,61 @@ def test_publish_and_subscribe_round_trip(storage: str) -> None:
                     assert isinstance(event, Message) and event.data == a2
                     assert event.body == "a2\nsecond line"
                 # Resume from a cursor: exactly what came after it.
-                async with client.subscribe("a,b", after_backlog, hold=10) as resumed:
+                async with client.subscribe("a,b", after_backlog, hold=10,
+                                            transport=transport) as resumed:
                     b2 = await client.publish("b", "b2")
                     assert by_channel(await take(resumed, 2)) == [a2, b2]
                 # A message id resumes its one channel.
-                async with client.subscribe("a", a1["id"], hold=10) as by_id:
+                async with client.subscribe("a", a1["id"], hold=10,
+                                            transport=transport) as by_id:
                     assert bodies(await take(by_id, 1)) == ["a2\nsecond line"]
 
         run(scenario)
 
 
-def test_cursor_never_runs_ahead_of_what_was_yielded() -> None:
+def test_auto_subscribes_with_one_multiplexed_poll() -> None:
+    with ServerProcess() as server:
+
+        async def scenario() -> None:
+            async with Client(server.url) as client:
+                await client.publish("b", "b1")
+                async with client.subscribe("a,b", hold=10) as subscription:
+                    assert bodies(await take(subscription, 1)) == ["b1"]
+
+        run(scenario)
+        log = server.stderr()
+        assert "GET /poll?channel=a%2Cb" in log, log
+        assert "/channels/a/poll" not in log and "/channels/b/poll" not in log
+
+
+def test_cursor_never_runs_ahead_of_what_was_yielded(transport: Transport) -> None:
     with ServerProcess() as server:
 
         async def scenario() -> None:
             async with Client(server.url) as client:
                 for body in ("m1", "m2", "m3"):
                     await client.publish("c", body)
-                async with client.subscribe("c", hold=10) as subscription:
+                async with client.subscribe("c", hold=10, transport=transport) as subscription:
                     assert bodies(await take(subscription, 1)) == ["m1"]
                     # Mid-answer: still the cursor before the answer (a resume repeats m1).
                     assert subscription.cursor is None
                     assert bodies(await take(subscription, 2)) == ["m2", "m3"]
                     done = subscription.cursor
-                async with client.subscribe("c", done, hold=10) as resumed:
+                async with client.subscribe("c", done, hold=10, transport=transport) as resumed:
                     await client.publish("c", "m4")
                     assert bodies(await take(resumed, 1)) == ["m4"]
 
         run(scenario)
 
 
-def test_a_cancelled_wait_leaves_the_subscription_going(storage: str) -> None:
+def test_a_cancelled_wait_leaves_the_subscription_going(
+    storage: str, transport: Transport
+) -> None:
     with ServerProcess(*server_storage(storage)) as server:
 
         async def scenario() -> None:
             async with Client(server.url) as client:
-                async with client.subscribe("w", hold=10) as subscription:
+                async with client.subscribe("w", hold=10, transport=transport) as subscription:
                     waiting = asyncio.ensure_future(subscription.__anext__())
                     while await waiters(server.url, "w") == 0:
                         await asyncio.sleep(0.01)
@@ -162,12 +190,12 @@ def test_a_cancelled_wait_leaves_the_subscription_going(storage: str) -> None:
         run(scenario)
 
 
-def test_closing_a_subscription_ends_its_held_polls_at_once() -> None:
+def test_closing_a_subscription_ends_its_held_polls_at_once(transport: Transport) -> None:
     with ServerProcess() as server:
 
         async def scenario() -> None:
             async with Client(server.url) as client:
-                subscription = client.subscribe("x,y", hold=60)
+                subscription = client.subscribe("x,y", hold=60, transport=transport)
                 waiting = asyncio.ensure_future(take(subscription, 1))
                 while await waiters(server.url, "x") == 0 or await waiters(server.url, "y") == 0:
                     await asyncio.sleep(0.01)
@@ -201,7 +229,9 @@ def test_fields_are_sent_as_json_and_the_stored_message_comes_back() -> None:
     # kill -9: the crash case, for the store that promises to survive one by itself.
     [*((name, "terminate") for name in SERVER_STORAGES), ("sqlite", "kill")],
 )
-def test_subscribe_follows_across_a_server_restart(storage: str, how: str) -> None:
+def test_subscribe_follows_across_a_server_restart(
+    storage: str, how: str, transport: Transport
+) -> None:
     """Durable stores: no repeat, no gap. Memory: the restarted store says reset."""
     args = server_storage(storage)
     first = ServerProcess(*args).start()
@@ -213,8 +243,11 @@ def test_subscribe_follows_across_a_server_restart(storage: str, how: str) -> No
             async with Client(first.url, retry_initial=0.05, retry_max=0.5) as client:
                 for body in ("m1", "m2", "m3"):
                     await client.publish("r", body)
-                subscription = client.subscribe("r", hold=10, on_retry=retries.append)
+                subscription = client.subscribe("r", hold=10, on_retry=retries.append,
+                                                transport=transport)
                 assert bodies(await take(subscription, 3)) == ["m1", "m2", "m3"]
+                expected = 2 if storage != "memory" else 3
+                following = asyncio.ensure_future(take(subscription, expected))
                 # Its next poll is held when the server goes away (in a thread: the
                 # subscription keeps running meanwhile).
                 while await waiters(first.url, "r") == 0:
@@ -229,7 +262,7 @@ def test_subscribe_follows_across_a_server_restart(storage: str, how: str) -> No
                     assert second.url == first.url
                     await client.publish("r", "m4")
                     await client.publish("r", "m5")
-                    events = await take(subscription, 2 if storage != "memory" else 3)
+                    events = await following
                     if storage == "memory":
                         assert events == [Reset("r"), *events[1:]]
                         assert bodies(events[1:]) == ["m4", "m5"]
@@ -247,7 +280,9 @@ def test_subscribe_follows_across_a_server_restart(storage: str, how: str) -> No
         assert retries and "closed" in str(retries[0].error)
 
 
-def test_missed_when_messages_were_trimmed_before_they_were_read(storage: str) -> None:
+def test_missed_when_messages_were_trimmed_before_they_were_read(
+    storage: str, transport: Transport
+) -> None:
     with ServerProcess(*server_storage(storage), "--max-messages", "2") as server:
 
         async def scenario() -> None:
@@ -255,7 +290,8 @@ def test_missed_when_messages_were_trimmed_before_they_were_read(storage: str) -
                 first = await client.publish("t", "t1")
                 for i in range(2, 6):
                     await client.publish("t", f"t{i}")
-                async with client.subscribe("t", first["id"], hold=10) as subscription:
+                async with client.subscribe("t", first["id"], hold=10,
+                                            transport=transport) as subscription:
                     events = await take(subscription, 3)
                 assert events[0] == Missed("t")
                 assert bodies(events[1:]) == ["t4", "t5"]
@@ -298,8 +334,9 @@ def test_errors_are_named_after_the_problem_and_carry_the_servers_text(storage: 
             async with Client(server.url + "no/such/prefix", publish_token=TOKEN) as lost:
                 with pytest.raises(NotFound, match="no such path"):
                     await lost.publish("ok", "x")
-                with pytest.raises(NotFound):
-                    await take(lost.subscribe("ok", hold=10), 1)
+                for transport in ("auto", "multiplexed", "per-channel"):
+                    with pytest.raises(NotFound):
+                        await take(lost.subscribe("ok", hold=10, transport=transport), 1)
 
         run(scenario)
 
@@ -316,7 +353,7 @@ def test_bad_arguments_are_refused_before_any_request() -> None:
             Client(url)
 
 
-def test_unreachable_server_publish_raises_and_subscribe_backs_off() -> None:
+def test_unreachable_server_publish_raises_and_subscribe_backs_off(transport: Transport) -> None:
     sock, port = closed_port()
     retries: list[Retry] = []
     with sock:
@@ -327,7 +364,8 @@ def test_unreachable_server_publish_raises_and_subscribe_backs_off() -> None:
                 with pytest.raises(Unreachable, match="refused"):
                     await client.publish("a", "x")
                 with pytest.raises(Unreachable):
-                    await take(client.subscribe("a,b", max_retries=5, on_retry=retries.append), 1)
+                    await take(client.subscribe("a", max_retries=5, on_retry=retries.append,
+                                                transport=transport), 1)
 
         run(scenario)
     assert [r.attempt for r in retries] == [1, 2, 3, 4, 5]  # then the 6th failure is raised
