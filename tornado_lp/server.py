@@ -36,7 +36,6 @@ from .config import parse_args
 from .hub import Hub
 from .logs import configure_logging, flush_logs
 from .storage import Limits, Storage, StorageConfigError, storage_from_url
-from .token_cli import token_main
 
 __all__ = ["main", "run"]
 
@@ -255,10 +254,24 @@ def run_loop(
 LISTEN_BACKLOG = 4096
 
 
+#: ``python -m tornado_lp <name> ...``: the module and function that run each command
+#: (imported only when used); anything else runs the server.
+COMMANDS = {
+    "publish": ("cli_publish", "publish_main"),
+    "tail": ("cli_tail", "tail_main"),
+    "token": ("token_cli", "token_main"),
+    "unit": ("cli_unit", "unit_main"),
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if args[:1] == ["token"]:
-        return token_main(args[1:])
+    if args and args[0] in COMMANDS:
+        module, function = COMMANDS[args[0]]
+        command: Callable[[Sequence[str]], int] = getattr(
+            importlib.import_module(f".{module}", __package__), function
+        )
+        return command(args[1:])
     options = parse_args(args)
     try:
         loop_factory = event_loop_factory(options.event_loop)
