@@ -7,6 +7,7 @@ from typing import Any
 
 import tornado.web
 
+from .application import Application
 from .base import Context, Settings
 from .displays import DisplayRegistry
 from .fastpoll import plain_poll
@@ -60,6 +61,8 @@ def make_app(
     heartbeat: float = 15.0,
     stream_max_age: float = 600.0,
     stream_max_buffer: int = 256 * 1024,
+    head_timeout: float | None = None,
+    body_timeout: float | None = None,
     static_path: str | None = None,
     template_path: str | None = None,
     **settings: Any,
@@ -69,8 +72,11 @@ def make_app(
     The storage is opened lazily on first use; ``app.settings["hub"]`` is the
     :class:`~tornado_lp.hub.Hub` (call ``await hub.close()`` to answer held
     polls and close the storage). With ``generate_every > 0`` a generator is
-    started on the current IOLoop (``app.settings["generator"]``). Other
-    keyword arguments are Tornado Application settings. Two apps share nothing.
+    started on the current IOLoop (``app.settings["generator"]``).
+    ``head_timeout``, ``body_timeout``: close connections that wait longer than
+    this for a request head, or a body (see :mod:`tornado_lp.application`; then
+    turn the server's own timers off). Other keyword arguments are Tornado Application settings. Two
+    apps share nothing.
     """
     static_path = static_path or resource_dir("static")
     template_path = template_path or resource_dir("templates")
@@ -128,7 +134,7 @@ def make_app(
     if generate_every > 0:
         generator = Generator(hub, generate_channel, generate_every)
         generator.start()
-    app = tornado.web.Application(
+    app = Application(
         routes,
         default_handler_class=NotFoundHandler,
         default_handler_args=deps,
@@ -145,4 +151,9 @@ def make_app(
     settings.setdefault("websocket_ping_timeout", 2 * heartbeat)
     for router in (poll_router, multi_router, events_router):
         router.application = app
+    app.lean_poll = poll_router if lean_polls else None
+    app.lean_paths = {"/poll": multi_router, "/events": events_router}
+    app.head_timeout = head_timeout
+    app.body_timeout = body_timeout
+    app.lean_publish = (ctx, json_log) if lean_polls else None
     return app

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import random
 
-from tornado import httputil
-
 from . import protocol
 from .answers import Answer
 from .handlers import PollHandler
 from .hub import Overloaded
-from .lean import LeanExchange, LeanRouter, printable
+from .lean import AnyRequest, LeanExchange, LeanRouter, printable
 from .storage import StorageUnavailable
 from .subscription import position_from_cursor
 
@@ -28,7 +26,7 @@ _PLAIN_PARAMETERS = frozenset({"cursor", "timeout", "limit"})
 
 
 def plain_poll(
-    router: LeanRouter, request: httputil.HTTPServerRequest, path_args: list[bytes]
+    router: LeanRouter, request: AnyRequest, path_args: list[bytes]
 ) -> _FastPoll | None:
     """The lean exchange for a plain poll, or ``None`` to let :class:`PollHandler` answer."""
     settings = router.ctx.settings
@@ -50,6 +48,10 @@ def plain_poll(
     if not protocol.valid_channel(channel):
         return None
     return _FastPoll(router, request, [position_from_cursor(channel, cursor)], limit, timeout)
+
+
+def _encode_part(answer: Answer) -> bytes:
+    return answer.part.encode()
 
 
 class _FastPoll(LeanExchange):
@@ -75,7 +77,7 @@ class _FastPoll(LeanExchange):
         if self.gone:
             self.log(499)
             return
-        self.respond(200, result.encode())
+        self.respond_shared(answer, "poll", _encode_part)
         outcome = ("reset" if result.reset else "missed" if result.missed
                    else "messages" if result.messages else "timeout")
         self.ctx.metrics.poll_answered(outcome, len(result.messages))

@@ -10,8 +10,11 @@ A reader is any :class:`~tornado_lp.subscription.Subscriber`: a single or a
 multiplexed poll, an SSE stream, a WebSocket, the seed's ``/update``.
 
 Wake-ups coalesce: publishes that land while a pump is reading or writing are
-answered by its next round, together, so a burst is answered in batches while
-an idle channel answers at once. No lost wake-up: every channel has a
+answered by its next round, together; and a channel that answered news less
+than :data:`BATCH_WINDOW` (2 ms) ago waits out the rest of it before its next
+round, so a burst is answered in batches, while a quiet channel answers at once.
+
+No lost wake-up: every channel has a
 ``version`` bumped by each wake; the pump notes it before a round and starts
 another round if it moved meanwhile. With asynchronous stores (SQLite on a
 thread, Redis over the network) that gap is real.
@@ -42,6 +45,11 @@ __all__ = ["Hold", "Hub", "Overloaded", "PollResult"]
 log = logging.getLogger("tornado_lp.hub")
 
 
+#: Seconds a channel that just answered news waits before its next round, so that
+#: a burst is answered in batches; a quiet channel answers at once.
+BATCH_WINDOW = 0.002
+
+
 class Overloaded(Exception):
     """A reader cannot be held now: the process holds ``max_waiters``, or is shutting down."""
 
@@ -55,7 +63,8 @@ class _Channel:
     ``read_version`` is the version the last round started at.
     """
 
-    __slots__ = ("cond", "fresh", "name", "pump", "read_version", "readers", "version")
+    __slots__ = ("cond", "fresh", "name", "pump", "quiet_at", "read_version", "readers",
+                 "version")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -64,6 +73,7 @@ class _Channel:
         self.fresh: list[Subscriber] = []
         self.version = 0
         self.read_version = 0
+        self.quiet_at = 0.0  # loop time before which the next round waits (busy channel)
         self.pump: asyncio.Task[None] | None = None
 
 
@@ -85,11 +95,16 @@ class Hold:
 class Hub:
     """Publish and read over one storage. Owns no global state."""
 
-    def __init__(self, storage: Storage, max_waiters: int = 50_000) -> None:
+    def __init__(
+        self, storage: Storage, max_waiters: int = 50_000, batch_window: float = BATCH_WINDOW
+    ) -> None:
         if max_waiters < 1:
             raise ValueError("max_waiters must be at least 1")
+        if not batch_window >= 0:
+            raise ValueError("batch_window must be a number of seconds >= 0")
         self.storage = storage
         self.max_waiters = max_waiters
+        self.batch_window = batch_window
         self._held = 0
         self._channels: dict[str, _Channel] = {}
         self._deadlines = Deadlines()
@@ -252,18 +267,27 @@ class Hub:
                     for reader in list(state.readers):
                         reader._failed(unavailable)
                     return
+            loop = asyncio.get_running_loop()
             while self._channels.get(state.name) is state:
+                if state.version == state.read_version and not state.fresh:
+                    await state.cond.wait()
+                    continue
+                wait = state.quiet_at - loop.time()
+                if wait > 0:
+                    # Busy: it answered news a moment ago. Let the publishes and
+                    # re-polls of the next moment join this round.
+                    await asyncio.sleep(wait)
+                    if self._channels.get(state.name) is not state:
+                        break
                 version = state.version
                 if version != state.read_version:
                     state.read_version = version
                     batch = list(state.readers)
                     state.fresh.clear()
-                elif state.fresh:
-                    batch, state.fresh = state.fresh, []
                 else:
-                    await state.cond.wait()
-                    continue
-                await self._round(state, batch)
+                    batch, state.fresh = state.fresh, []
+                if await self._round(state, batch) and self.batch_window:
+                    state.quiet_at = loop.time() + self.batch_window
         except Exception:  # a bug: fail the readers rather than leave them hanging
             log.exception("reading channel %s failed", state.name)
             failure = StorageUnavailable("internal error while reading")
@@ -278,8 +302,12 @@ class Hub:
             if self._channels.get(state.name) is state and (state.readers or state.fresh):
                 self._run(state)  # a reader arrived as the pump was leaving
 
-    async def _round(self, state: _Channel, batch: list[Subscriber]) -> None:
-        """One read per distinct position among ``batch``, and every reader told."""
+    async def _round(self, state: _Channel, batch: list[Subscriber]) -> bool:
+        """One read per distinct position among ``batch``, and every reader told.
+
+        True if some reader was told news.
+        """
+        told = False
         readers = state.readers
         groups: dict[tuple[str, int | None, int], list[tuple[Subscriber, Position]]] = {}
         for reader in batch:
@@ -299,6 +327,7 @@ class Hub:
                 for reader, _position in group:
                     reader._failed(error)
                 continue
+            told = told or part.news
             again = state.fresh
             for reader, position in group:
                 try:
@@ -307,6 +336,7 @@ class Hub:
                 except Exception:  # one transport's bug must not stop the others' answers
                     log.exception("answering a reader of %s failed", state.name)
                     self.unsubscribe(reader)
+        return told
 
     async def _read(
         self,

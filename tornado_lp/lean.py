@@ -21,17 +21,58 @@ from collections.abc import Callable
 from typing import Any
 
 from tornado import httputil
-from tornado.escape import json_encode
+from tornado.escape import json_encode, parse_qs_bytes
+from tornado.http1connection import HTTP1Connection
 from tornado.routing import Router
 from tornado.web import Application, RequestHandler
 
+from .answers import Answer
 from .base import CORS_EXPOSED, JSON_TYPE, Context
 from .logs import log_access
 from .subscription import Position, Subscriber
 
-__all__ = ["LeanExchange", "LeanRouter", "http_date", "printable"]
+__all__ = ["LeanExchange", "LeanRequest", "LeanResponder", "LeanRouter", "http_date", "printable"]
 
-_OK = httputil.ResponseStartLine("", 200, "OK")
+
+
+class LeanRequest:
+    """What a lean exchange needs of a request, without building an HTTPServerRequest.
+
+    Tornado's request object parses the body arguments, the host and copies the
+    query arguments; a GET that a lean exchange answers needs none of that.
+    ``query_arguments`` is parsed on first use, as Tornado would.
+    """
+
+    __slots__ = ("_arguments", "_start_time", "connection", "headers", "method", "path",
+                 "query", "remote_ip", "uri", "version")
+
+    def __init__(
+        self,
+        start_line: httputil.RequestStartLine,
+        headers: httputil.HTTPHeaders,
+        connection: httputil.HTTPConnection,
+    ) -> None:
+        self.method, self.uri, self.version = start_line
+        self.path, _, self.query = self.uri.partition("?")
+        self.headers = headers
+        self.connection = connection
+        self.remote_ip: str | None = getattr(getattr(connection, "context", None),
+                                             "remote_ip", None)
+        self._start_time = time.time()
+        self._arguments: dict[str, list[bytes]] | None = None
+
+    @property
+    def query_arguments(self) -> dict[str, list[bytes]]:
+        if self._arguments is None:
+            self._arguments = parse_qs_bytes(self.query, keep_blank_values=True)
+        return self._arguments
+
+    def request_time(self) -> float:
+        return time.time() - self._start_time
+
+
+#: The request a lean exchange answers: Tornado's, or the lighter one above.
+AnyRequest = httputil.HTTPServerRequest | LeanRequest
 
 
 class LeanRouter(Router):
@@ -49,7 +90,7 @@ class LeanRouter(Router):
         ctx: Context,
         json_log: bool,
         handler_class: type[RequestHandler],
-        lean: Callable[[LeanRouter, httputil.HTTPServerRequest, list[bytes]],
+        lean: Callable[[LeanRouter, AnyRequest, list[bytes]],
                        httputil.HTTPMessageDelegate | None],
     ) -> None:
         self.ctx = ctx
@@ -91,41 +132,14 @@ def http_date(now: float) -> str:
     return _Date.text
 
 
-class LeanExchange(Subscriber, httputil.HTTPMessageDelegate):
-    """A request answered by a reader: JSON errors, CORS, the access log line, client-gone.
+class LeanResponder(httputil.HTTPMessageDelegate):
+    """Answers written straight to the connection: JSON, errors, CORS, the access log line."""
 
-    Subclasses implement :meth:`start` (called once the request is read) and
-    the :class:`Subscriber` methods.
-    """
-
-    __slots__ = ("ctx", "json_log", "request")
-
-    def __init__(
-        self,
-        router: LeanRouter,
-        request: httputil.HTTPServerRequest,
-        positions: list[Position],
-        limit: int,
-        timeout: float | None,
-    ) -> None:
-        super().__init__(positions, limit, timeout)
-        self.ctx = router.ctx
-        self.json_log = router.json_log
-        self.request = request
-
-    # -- HTTPMessageDelegate ------------------------------------------------
-
-    def finish(self) -> None:
-        self.start()
-
-    def start(self) -> None:
-        """The request is read: subscribe, or answer an error."""
-        raise NotImplementedError
+    ctx: Context
+    json_log: bool
+    request: AnyRequest
 
     def on_connection_close(self) -> None:
-        if not self.done:
-            self.ctx.hub.unsubscribe(self)
-            self.log(499)  # nginx's "client closed request"
         self.closed()
 
     def closed(self) -> None:
@@ -146,44 +160,137 @@ class LeanExchange(Subscriber, httputil.HTTPMessageDelegate):
     # -- writing -------------------------------------------------------------
 
     def headers(self, status: int, content_type: str, length: int | None) -> httputil.HTTPHeaders:
-        """The answer's headers: type, no caching, Date, CORS; X-Server-Time on 200s."""
-        now = time.time()
-        headers = httputil.HTTPHeaders()
-        headers["Content-Type"] = content_type
-        headers["Cache-Control"] = "no-store"
-        headers["Date"] = http_date(now)
-        if length is not None:
-            headers["Content-Length"] = str(length)
-        if status == 200:
-            headers["X-Server-Time"] = f"{now:.3f}"
-        origins = self.ctx.settings.cors_origins
-        if origins:
-            headers["Vary"] = "Origin"
-            origin = self.request.headers.get("Origin")
-            if origin in origins:
-                headers["Access-Control-Allow-Origin"] = origin
-                headers["Access-Control-Expose-Headers"] = CORS_EXPOSED
-        return headers
+        """The answer's headers (see :meth:`_fields`) for Tornado's writer."""
+        fields = httputil.HTTPHeaders()
+        for field, value in self._fields(status, length, {}, content_type):
+            fields.add(field, value)
+        return fields
 
-    def respond(self, status: int, body: bytes, retry_after: int | None = None) -> None:
+    def respond_shared(self, answer: Answer, name: str, body: Callable[[Answer], bytes]) -> None:
+        """Write ``body(answer)`` as a 200, the whole response encoded once per shared answer.
+
+        Readers that got the same answer in the same turn get the same bytes:
+        status line, headers (the same ``Date`` and ``X-Server-Time``) and body.
+        Requests that need their own headers (an ``Origin``, a connection that
+        closes after the answer) are encoded alone.
+        """
+        if "Origin" in self.request.headers or not self._keeps_alive():
+            self.respond(200, body(answer))
+            return
+        data = answer.memo(name, lambda shared: self._encoded(200, body(shared), {}))
+        self._finish(200, data)
+
+    def respond(
+        self, status: int, body: bytes, retry_after: int | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> None:
         """Write a whole JSON answer and finish the request."""
+        headers = dict(extra or {})
+        if retry_after is not None:
+            headers["Retry-After"] = str(retry_after)
+        if self._keeps_alive():
+            self._finish(status, self._encoded(status, body, headers))
+            return
+        # The connection closes after this answer: Tornado's writer says so in the headers.
         connection = self.request.connection
         assert connection is not None
         self.watch_close(False)
-        headers = self.headers(status, JSON_TYPE, len(body))
-        if retry_after is not None:
-            headers["Retry-After"] = str(retry_after)
-        start = _OK if status == 200 else httputil.ResponseStartLine(
-            "", status, http.client.responses.get(status, "Unknown"))
-        connection.write_headers(start, headers, body)
+        start = httputil.ResponseStartLine("", status, http.client.responses.get(status, "Unknown"))
+        fields = httputil.HTTPHeaders()
+        for field, value in self._fields(status, len(body), headers):
+            fields.add(field, value)
+        connection.write_headers(start, fields, body)
         connection.finish()
         self.log(status)
 
-    def refuse(self, status: int, message: str, retry_after: int | None = None) -> None:
+    def _keeps_alive(self) -> bool:
+        """True if the connection stays open after the answer, so it can be written as it is."""
+        request = self.request
+        connection = request.connection
+        return (request.version == "HTTP/1.1" and isinstance(connection, HTTP1Connection)
+                and not connection.params.no_keep_alive
+                and "close" not in request.headers.get("Connection", "").lower())
+
+    def _fields(
+        self, status: int, length: int | None, extra: dict[str, str],
+        content_type: str = JSON_TYPE,
+    ) -> list[tuple[str, str]]:
+        """The answer's headers: type, no caching, Date, length, CORS; X-Server-Time on 200s."""
+        now = time.time()
+        fields = [("Content-Type", content_type), ("Cache-Control", "no-store"),
+                  ("Date", http_date(now))]
+        if length is not None:
+            fields.append(("Content-Length", str(length)))
+        if status == 200:
+            fields.append(("X-Server-Time", f"{now:.3f}"))
+        origins = self.ctx.settings.cors_origins
+        if origins:
+            fields.append(("Vary", "Origin"))
+            origin = self.request.headers.get("Origin")
+            if origin in origins:  # one of ours: a checked origin, no CR or LF
+                fields.append(("Access-Control-Allow-Origin", origin))
+                fields.append(("Access-Control-Expose-Headers", CORS_EXPOSED))
+        fields.extend(extra.items())
+        return fields
+
+    def _encoded(self, status: int, body: bytes, extra: dict[str, str]) -> bytes:
+        """The whole response, status line to body."""
+        lines = [f"HTTP/1.1 {status} {http.client.responses.get(status, 'Unknown')}"]
+        lines.extend(f"{field}: {value}" for field, value in self._fields(status, len(body), extra))
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+    def _finish(self, status: int, data: bytes) -> None:
+        connection = self.request.connection
+        assert connection is not None
+        self.watch_close(False)
+        connection.write(data)  # a pre-encoded response: Tornado's documented shortcut
+        connection.finish()
+        self.log(status)
+
+    def refuse(
+        self, status: int, message: str, retry_after: int | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> None:
         """Answer ``{"error": message}``."""
-        self.respond(status, json_encode({"error": message}).encode(), retry_after)
+        self.respond(status, json_encode({"error": message}).encode(), retry_after, extra)
 
     def log(self, status: int) -> None:
         request = self.request
         log_access(self.json_log, status, request.method or "GET", request.path,
                    request.query, request.remote_ip, request.request_time())
+
+
+class LeanExchange(Subscriber, LeanResponder):
+    """A request answered by a hub reader: it is held, woken and answered as one object.
+
+    Subclasses implement :meth:`start` (called once the request is read) and
+    the :class:`Subscriber` methods.
+    """
+
+    __slots__ = ("ctx", "json_log", "request")
+
+    def __init__(
+        self,
+        router: LeanRouter,
+        request: AnyRequest,
+        positions: list[Position],
+        limit: int,
+        timeout: float | None,
+    ) -> None:
+        super().__init__(positions, limit, timeout)
+        self.ctx = router.ctx
+        self.json_log = router.json_log
+        self.request = request
+
+    def finish(self) -> None:
+        self.start()
+
+    def start(self) -> None:
+        """The request is read: subscribe, or answer an error."""
+        raise NotImplementedError
+
+    def on_connection_close(self) -> None:
+        if not self.done:
+            self.ctx.hub.unsubscribe(self)
+            self.log(499)  # nginx's "client closed request"
+        self.closed()

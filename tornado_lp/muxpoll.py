@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import random
 
-from tornado import httputil
-
 from .answers import Answer
 from .hub import Overloaded
-from .lean import LeanExchange, LeanRouter
+from .lean import AnyRequest, LeanExchange, LeanRouter
 from .readrequest import ReadRefused, parse_read_request
 from .storage import StorageUnavailable
 
@@ -22,7 +20,7 @@ __all__ = ["MultiPoll", "multi_poll"]
 
 
 def multi_poll(
-    router: LeanRouter, request: httputil.HTTPServerRequest, path_args: list[bytes]
+    router: LeanRouter, request: AnyRequest, path_args: list[bytes]
 ) -> MultiPoll:
     return MultiPoll(router, request)
 
@@ -32,7 +30,7 @@ class MultiPoll(LeanExchange):
 
     __slots__ = ("display",)
 
-    def __init__(self, router: LeanRouter, request: httputil.HTTPServerRequest) -> None:
+    def __init__(self, router: LeanRouter, request: AnyRequest) -> None:
         super().__init__(router, request, [], 0, 0)
         self.display: str | None = None
 
@@ -68,7 +66,7 @@ class MultiPoll(LeanExchange):
         if self.gone:
             self.log(499)
         else:
-            self.respond(200, answer.encode())
+            self.respond_shared(answer, "mux", Answer.encode)
             outcome = ("reset" if any(p.reset for p in answer.parts)
                        else "missed" if any(p.missed for p in answer.parts)
                        else "messages" if answer.parts else "timeout")

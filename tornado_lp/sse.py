@@ -26,7 +26,7 @@ from tornado.iostream import StreamBufferFullError, StreamClosedError
 
 from .answers import Answer
 from .hub import Overloaded
-from .lean import LeanExchange, LeanRouter
+from .lean import AnyRequest, LeanExchange, LeanRouter
 from .readrequest import ReadRefused, ReadRequest, parse_read_request
 from .storage import StorageUnavailable
 
@@ -38,7 +38,7 @@ HEARTBEAT = b": hb\n\n"
 
 
 def event_stream(
-    router: LeanRouter, request: httputil.HTTPServerRequest, path_args: list[bytes]
+    router: LeanRouter, request: AnyRequest, path_args: list[bytes]
 ) -> EventStream:
     return EventStream(router, request)
 
@@ -84,7 +84,7 @@ class EventStream(LeanExchange):
     once = False
     __slots__ = ("chunked", "display", "started")
 
-    def __init__(self, router: LeanRouter, request: httputil.HTTPServerRequest) -> None:
+    def __init__(self, router: LeanRouter, request: AnyRequest) -> None:
         super().__init__(router, request, [], 0, None)
         self.started = False
         self.display: str | None = None
@@ -131,12 +131,12 @@ class EventStream(LeanExchange):
         if not self.started:
             self._begin(answer.memo("sse", sse_events))
         else:
-            self._send(answer.memo("sse-chunk", _sse_chunk) if self.chunked
+            self._write_stream(answer.memo("sse-chunk", _sse_chunk) if self.chunked
                        else answer.memo("sse", sse_events))
         self.ctx.metrics.streamed(len(answer.messages))
 
     def beat(self) -> None:
-        self._send(_chunked(HEARTBEAT) if self.chunked else HEARTBEAT)
+        self._write_stream(_chunked(HEARTBEAT) if self.chunked else HEARTBEAT)
 
     def expire(self) -> None:
         self._end(_retry(500, 3000))  # --stream-max-age: reconnect soon, to any process
@@ -178,7 +178,7 @@ class EventStream(LeanExchange):
         self.ctx.heartbeats.add(self)
         self.ctx.metrics.stream_opened("sse")
 
-    def _send(self, data: bytes) -> None:
+    def _write_stream(self, data: bytes) -> None:
         stream = getattr(self.request.connection, "stream", None)
         if stream is None or not self.started:
             return
@@ -195,7 +195,7 @@ class EventStream(LeanExchange):
         if not self.started:
             self.respond(503, b'{"error":"the server is shutting down: retry later"}', 2)
             return
-        self._send(_chunked(last) if self.chunked else last)
+        self._write_stream(_chunked(last) if self.chunked else last)
         self.watch_close(False)
         if not self.gone:
             connection.finish()
