@@ -6,26 +6,34 @@
  *
  *   {"channels": ["lobby", ...],
  *    "backlog": {"lobby": {"messages": [...], "cursor": "..."}, ...},
+ *    "cursor": "<stream cursor at the end of the backlog>",
+ *    "stream": {"heartbeat": 15, "max_age": 600, "heartbeat_event": null},
  *    "options": {"speed": 120, "theme": "dark", "max": 50, "title": "",
- *                "hold": 25, "token": null, "display": null}}
+ *                "hold": 25, "token": null, "display": null, "transport": "auto"}}
  *
  * Two parts:
- *   Poller  one long-poll loop per channel, a small state machine
- *           (CONNECTING / OPEN / WAITING / CLOSED) with start()/stop().
- *   Ticker  the model (at most `max` messages, by publish time) and the view
- *           (one line scrolling right to left, driven by requestAnimationFrame).
+ *   Connection  ONE connection for all the page's channels, a small state
+ *               machine (CONNECTING / OPEN / WAITING / CLOSED) with
+ *               start()/stop(): an EventSource on /events, or the multiplexed
+ *               long-poll /poll where the stream does not get through.
+ *   Ticker      the model (at most `max` messages, by publish time) and the view
+ *               (one line scrolling right to left, driven by requestAnimationFrame).
  *
  * Test hooks (query string, validated by the server): `hold` = seconds the
- * server may hold a poll (default 25); the client deadline is hold + 5 s.
- * `window.tornadoTicker.snapshot()` returns a read-only copy of the state.
+ * server may hold a poll (default 25; the client deadline is hold + 5 s),
+ * `transport` = auto | sse | poll. `window.tornadoTicker.snapshot()` returns a
+ * read-only copy of the state.
  */
 (function () {
   "use strict";
 
-  var CONNECTING = "CONNECTING"; // a request is on its way and we are not known to be connected
-  var OPEN = "OPEN"; // the last request succeeded; the current one is a held poll
-  var WAITING = "WAITING"; // a request failed; waiting out the backoff before CONNECTING again
-  var CLOSED = "CLOSED"; // stopped: no request, no timer
+  var CONNECTING = "CONNECTING"; // a stream is opening or a request is on its way, not known to be connected
+  var OPEN = "OPEN"; // the stream is open, or the last poll succeeded and the current one is held
+  var WAITING = "WAITING"; // something failed; waiting out the backoff before CONNECTING again
+  var CLOSED = "CLOSED"; // stopped: no stream, no request, no timer
+
+  var SSE = "sse";
+  var POLL = "poll";
 
   var BACKOFF_INITIAL_MS = 1000;
   var BACKOFF_CAP_MS = 30000;
@@ -33,33 +41,59 @@
   var DEADLINE_GRACE_MS = 5000; // client deadline = server hold + this
   var EARLY_EMPTY_PAUSE_MS = 1000; // an empty answer far earlier than the hold: pause, never spin
   var OFFLINE_AFTER_MS = 15000; // failing longer than this shows "offline for N s"
+  var STREAM_STABLE_MS = 30000; // a stream that stayed open this long resets the backoff
+  // Only what the server gives (docs/PROTOCOL.md, "Stream cursors"): a stored value that is not
+  // one is ignored, so it cannot make every request of the page a 400.
+  var STREAM_CURSOR = /^[0-9a-f]{16}(~[0-9a-f]{10}(0|[1-9][0-9]{0,17})?){0,64}$/;
 
   // ---------------------------------------------------------------- helpers
 
-  function storageKey(channel) {
-    return "tornado_lp:cursor:" + channel;
+  /** The stored stream cursor's key: one per set of channels, in any order. */
+  function storageKey(channels) {
+    return "tornado_lp:stream:" + channels.slice().sort().join(",");
   }
 
-  function loadCursor(channel) {
+  function loadCursor(key) {
     try {
-      return window.localStorage.getItem(storageKey(channel));
+      return window.localStorage.getItem(key);
     } catch (e) {
       return null; // storage disabled: resume from the rendered cursor only
     }
   }
 
-  function saveCursor(channel, cursor) {
+  function saveCursor(key, cursor) {
     try {
-      if (cursor === null) window.localStorage.removeItem(storageKey(channel));
-      else window.localStorage.setItem(storageKey(channel), cursor);
+      if (cursor === null) window.localStorage.removeItem(key);
+      else window.localStorage.setItem(key, cursor);
     } catch (e) {
       /* storage full or disabled: the in-memory cursor still works */
     }
   }
 
-  /** Doubling from 1 s with +-20 % jitter, never above 30 s. attempt >= 1. */
-  function backoffMs(attempt) {
-    var base = Math.min(BACKOFF_CAP_MS, BACKOFF_INITIAL_MS * Math.pow(2, attempt - 1));
+  /** Before streams, the page kept one cursor per channel; those keys are of no use now. */
+  function forgetChannelCursors(channels) {
+    try {
+      channels.forEach(function (channel) {
+        window.localStorage.removeItem("tornado_lp:cursor:" + channel);
+      });
+    } catch (e) {
+      /* storage disabled: nothing stored either */
+    }
+  }
+
+  /**
+   * Where to resume: the stored stream cursor if it is one and written in the
+   * rendered cursor's epoch (the store the backlog on screen came from), else
+   * the rendered cursor.
+   */
+  function startCursor(stored, rendered) {
+    if (stored === null || !STREAM_CURSOR.test(stored)) return rendered;
+    return stored.slice(0, 16) === rendered.slice(0, 16) ? stored : rendered;
+  }
+
+  /** Doubling from 1 s with +-20 % jitter, never above 30 s. level >= 1. */
+  function backoffMs(level) {
+    var base = Math.min(BACKOFF_CAP_MS, BACKOFF_INITIAL_MS * Math.pow(2, level - 1));
     return Math.min(BACKOFF_CAP_MS, base * (0.8 + 0.4 * Math.random()));
   }
 
@@ -77,61 +111,137 @@
     this.retryAfter = retryAfter; // ms or null
   }
 
-  /** A 200 answer must carry the five protocol keys; anything else is an error. */
+  /** A 200 /poll answer must carry messages, the stream cursor and the channels; else an error. */
   function checkAnswer(answer) {
-    var ok = answer && Array.isArray(answer.messages) && typeof answer.cursor === "string";
+    var ok =
+      answer &&
+      Array.isArray(answer.messages) &&
+      typeof answer.cursor === "string" &&
+      answer.channels !== null &&
+      typeof answer.channels === "object";
     if (!ok) throw new PollError("malformed answer", null);
     return answer;
   }
 
-  // ----------------------------------------------------------------- Poller
+  /**
+   * A /poll answer as the events a stream sends for the same news: each
+   * channel's reset or gap first, then the messages (by publication time).
+   * An event is {kind: "message", message} or {kind: "reset" | "missed", channel}.
+   */
+  function answerEvents(answer) {
+    var events = [];
+    Object.keys(answer.channels).forEach(function (channel) {
+      var flags = answer.channels[channel] || {};
+      if (flags.reset) events.push({ kind: "reset", channel: channel });
+      else if (flags.missed) events.push({ kind: "missed", channel: channel });
+    });
+    answer.messages.forEach(function (message) {
+      events.push({ kind: "message", message: message });
+    });
+    return events;
+  }
+
+  /** One SSE event as {kind, ...}, or null if its data is not what the server sends. */
+  function streamEvent(kind, data) {
+    var value;
+    try {
+      value = JSON.parse(data);
+    } catch (e) {
+      return null;
+    }
+    if (value === null || typeof value !== "object" || typeof value.channel !== "string") return null;
+    if (kind !== "message") return { kind: kind, channel: value.channel };
+    var ok = typeof value.id === "string" && typeof value.body === "string" && typeof value.ts === "number";
+    return ok ? { kind: "message", message: value } : null;
+  }
+
+  // ------------------------------------------------------------- Connection
 
   /**
-   * One long-poll loop for one channel.
+   * The page's one connection to the server, for all its channels.
    *
-   * Contract: at most one request or one backoff timer exists per Poller at
-   * any time. start() on a running Poller does nothing; stop() aborts the
-   * request and the timer, and every continuation checks its `run` number, so
-   * a response racing a stop/deadline can never start a second loop.
+   * Transport `sse` (the default): an EventSource on /events, resuming from
+   * the stream cursor. EventSource's own reconnect is never used: on any
+   * error the source is closed, the backoff (doubling from 1 s, jittered,
+   * capped at 30 s) is waited out and one /poll?timeout=0 probe is sent,
+   * which answers with a status and Retry-After EventSource cannot see, and,
+   * if 200, with the news and the cursor; only then is a new source opened.
+   * A stream that shows no sign of life (it opens, or an event or a heartbeat
+   * event comes) within twice the server's heartbeat is closed and probed for;
+   * so is a series of streams that fail to open while the probes get through
+   * for twice the heartbeat. Either way the stream does not get through (a
+   * buffering proxy): the connection switches to transport `poll` for the
+   * page's lifetime, unless `transport=sse` forces the stream.
    *
-   * sink.messages(channel, answer) gets every 200 answer;
-   * sink.changed() is called on every state change.
+   * Transport `poll`: the multiplexed long-poll, one request at a time, as the
+   * single-channel poller was: a quick timeout=0 request while CONNECTING,
+   * held ones (timeout=hold) once OPEN.
+   *
+   * Contract: at most one EventSource, one request or one backoff timer exists
+   * at any time. start() on a running Connection does nothing; stop() closes
+   * the source, aborts the request and the timer, and every continuation
+   * checks its `run` number, so a late answer can never start a second loop.
+   *
+   * sink.news(events) gets every batch of news (see answerEvents), in order;
+   * sink.changed() is called on every change of state.
    */
-  function Poller(channel, cursor, options, sink) {
-    this.channel = channel;
-    this.cursor = cursor;
+  function Connection(channels, data, options, sink) {
+    this.channels = channels;
+    this.key = storageKey(channels);
+    this.rendered = data.cursor;
+    var stored = loadCursor(this.key);
+    this.cursor = startCursor(stored, data.cursor);
+    if (stored !== this.cursor) saveCursor(this.key, this.cursor); // a value it will not use goes
     this.options = options;
+    this.heartbeatMs = data.stream.heartbeat * 1000;
+    this.maxAgeMs = data.stream.max_age * 1000;
+    this.heartbeatEvent = data.stream.heartbeat_event || null;
     this.sink = sink;
+    this.forced = options.transport === SSE || options.transport === POLL;
+    this.transport = options.transport === POLL ? POLL : SSE;
+    this.fallback = null; // why the page fell back to long-polling, or null
+    if (this.transport === SSE && typeof window.EventSource !== "function") {
+      this.transport = POLL;
+      this.fallback = "this browser has no EventSource";
+    }
     this.state = CLOSED;
-    this.attempt = 0; // failed attempts since the last success
+    this.attempt = 0; // failures since the last success (shown in the status corner)
+    this.level = 0; // backoff level: reset by a 200 poll or a stream that stayed open
     this.failingSince = null; // Date.now() of the first failure in a row
     this.lastError = null;
     this.run = 0; // incremented by start() and stop(): stale continuations see a different number
-    this.controller = null;
+    this.controller = null; // the request's AbortController
+    this.endStream = null; // ends the open EventSource (see stream())
     this.sleepTimer = null;
     this.wakeSleeper = null;
-    this.polls = 0; // requests sent (for tests and debugging, as the two below)
-    this.resets = 0; // answers with reset: true
-    this.gaps = 0; // answers with missed: true
+    this.silentSince = null; // since when polls got through but no stream showed a sign of life
+    this.requests = 0; // /poll requests sent (for tests and debugging, as the counters below)
+    this.streams = 0; // EventSources opened
+    this.counts = {}; // per channel: {resets, gaps}
+    var counts = this.counts;
+    channels.forEach(function (channel) {
+      counts[channel] = { resets: 0, gaps: 0 };
+    });
   }
 
-  Poller.prototype.start = function () {
+  Connection.prototype.start = function () {
     if (this.state !== CLOSED) return;
     this.run += 1;
     this.setState(CONNECTING);
     this.loop(this.run);
   };
 
-  Poller.prototype.stop = function () {
+  Connection.prototype.stop = function () {
     if (this.state === CLOSED) return;
     this.run += 1;
     if (this.controller) this.controller.abort();
+    if (this.endStream) this.endStream(null, false);
     this.wake();
     this.setState(CLOSED);
   };
 
   /** Cut a backoff short (e.g. the network came back). */
-  Poller.prototype.wake = function () {
+  Connection.prototype.wake = function () {
     if (this.sleepTimer !== null) clearTimeout(this.sleepTimer);
     this.sleepTimer = null;
     var resolve = this.wakeSleeper;
@@ -139,13 +249,13 @@
     if (resolve) resolve();
   };
 
-  Poller.prototype.setState = function (state) {
+  Connection.prototype.setState = function (state) {
     if (this.state === state) return;
     this.state = state;
     this.sink.changed();
   };
 
-  Poller.prototype.sleep = function (ms) {
+  Connection.prototype.sleep = function (ms) {
     var self = this;
     return new Promise(function (resolve) {
       self.wakeSleeper = resolve;
@@ -157,19 +267,41 @@
     });
   };
 
-  Poller.prototype.loop = async function (run) {
+  Connection.prototype.loop = async function (run) {
+    var probe = false; // the first stream opens at once: the page was rendered just now
+    var suspect = null; // why the last stream looked blocked: if the probe gets through, fall back
     while (run === this.run) {
       var pause = 0;
       try {
-        var holding = this.state === OPEN;
-        var started = Date.now();
-        var answer = await this.request(holding ? this.options.hold : 0);
-        if (run !== this.run) return;
-        this.succeeded(answer);
-        // An empty answer long before the hold (a proxy cutting polls short, or
-        // hold=0) would make the loop spin: pause instead, without counting a failure.
-        var early = Date.now() - started < Math.max(EARLY_EMPTY_PAUSE_MS, this.options.hold * 500);
-        if (holding && !answer.more && answer.messages.length === 0 && early) pause = EARLY_EMPTY_PAUSE_MS;
+        if (this.transport === POLL) {
+          pause = await this.pollOnce(run);
+        } else {
+          if (probe) {
+            var answer;
+            try {
+              answer = await this.request(0);
+            } catch (error) {
+              // The server is the problem, not the way to it: the stream's silence proves nothing.
+              suspect = null;
+              this.silentSince = null;
+              throw error;
+            }
+            if (run !== this.run) return;
+            this.apply(answerEvents(answer), answer.cursor);
+            var blocked = suspect !== null ? suspect : this.blocked();
+            suspect = null;
+            if (blocked !== null && !this.forced) {
+              this.fallBack(blocked);
+              continue;
+            }
+            if (this.silentSince === null) this.silentSince = Date.now();
+          }
+          probe = true;
+          var end = await this.stream();
+          if (run !== this.run) return;
+          if (end.suspect) suspect = end.reason; // probe at once: it has been twice the heartbeat
+          else pause = this.failed(new PollError(end.reason, null));
+        }
       } catch (error) {
         if (run !== this.run) return;
         pause = this.failed(error instanceof PollError ? error : new PollError(String(error), null));
@@ -180,26 +312,47 @@
     }
   };
 
-  /**
-   * One GET /channels/{channel}/poll. A reconnect asks with timeout=0 so it
-   * learns at once whether the server is back; only a connected poller holds.
-   * Resolves with the checked answer or rejects with a PollError.
-   */
-  Poller.prototype.request = async function (timeout) {
-    var params = new URLSearchParams({ timeout: String(timeout), limit: String(this.options.max) });
+  /** One long-poll; resolves with how long to pause before the next one. */
+  Connection.prototype.pollOnce = async function (run) {
+    var holding = this.state === OPEN;
+    var started = Date.now();
+    var answer = await this.request(holding ? this.options.hold : 0);
+    if (run !== this.run) return 0;
+    this.apply(answerEvents(answer), answer.cursor);
+    this.level = 0;
+    this.connected();
+    // An empty answer long before the hold (a proxy cutting polls short, or
+    // hold=0) would make the loop spin: pause instead, without counting a failure.
+    var early = Date.now() - started < Math.max(EARLY_EMPTY_PAUSE_MS, this.options.hold * 500);
+    if (holding && !answer.more && answer.messages.length === 0 && early) return EARLY_EMPTY_PAUSE_MS;
+    return 0;
+  };
+
+  /** The query every request and stream carries: channels, limit, cursor, token, display. */
+  Connection.prototype.params = function () {
+    var params = new URLSearchParams({ channel: this.channels.join(","), limit: String(this.options.max) });
     if (this.cursor !== null) params.set("cursor", this.cursor);
     if (this.options.token) params.set("token", this.options.token);
     if (this.options.display) params.set("display", this.options.display);
-    var url = "/channels/" + encodeURIComponent(this.channel) + "/poll?" + params.toString();
+    return params;
+  };
 
+  /**
+   * One GET /poll for every channel. timeout=0 (a reconnect, a probe) learns
+   * at once whether the server is back; only a connected long-poll holds.
+   * Resolves with the checked answer or rejects with a PollError.
+   */
+  Connection.prototype.request = async function (timeout) {
+    var params = this.params();
+    params.set("timeout", String(timeout));
     var controller = new AbortController();
     this.controller = controller;
     var deadline = setTimeout(function () {
       controller.abort();
     }, timeout * 1000 + DEADLINE_GRACE_MS);
-    this.polls += 1;
+    this.requests += 1;
     try {
-      var response = await fetch(url, {
+      var response = await fetch("/poll?" + params.toString(), {
         signal: controller.signal,
         cache: "no-store",
         credentials: "same-origin",
@@ -207,7 +360,9 @@
       });
       if (!response.ok) {
         var honoured = response.status === 503 || response.status === 429;
-        throw new PollError("HTTP " + response.status, honoured ? retryAfterMs(response) : null);
+        var error = new PollError("HTTP " + response.status, honoured ? retryAfterMs(response) : null);
+        if (response.status === 400) await this.refused(response);
+        throw error;
       }
       return checkAnswer(await response.json());
     } catch (error) {
@@ -220,27 +375,173 @@
     }
   };
 
-  Poller.prototype.succeeded = function (answer) {
+  /** A 400 naming the cursor: start again from the rendered one, which this server gave. */
+  Connection.prototype.refused = async function (response) {
+    var text = "";
+    try {
+      text = String((await response.json()).error || "");
+    } catch (e) {
+      /* not JSON: nothing to learn */
+    }
+    if (/^cursor\b/.test(text) && this.cursor !== this.rendered) {
+      this.cursor = this.rendered;
+      saveCursor(this.key, null);
+    }
+  };
+
+  /**
+   * One EventSource, until it ends. Resolves with {reason, fallback}: why it
+   * ended, and whether the page should fall back to long-polling.
+   *
+   * Events that arrive together (the server writes the news of one wake-up
+   * at once) are applied as one batch, after the last of them.
+   */
+  Connection.prototype.stream = function () {
+    var self = this;
+    return new Promise(function (resolve) {
+      var source = new EventSource("/events?" + self.params().toString());
+      self.streams += 1;
+      var opened = false;
+      var openedAt = 0;
+      var lively = false; // an event or a heartbeat since it opened
+      var watchdog = null;
+      var queue = [];
+      var lastId = null;
+      var flushTimer = null;
+
+      function flush() {
+        if (flushTimer !== null) clearTimeout(flushTimer);
+        flushTimer = null;
+        if (queue.length === 0) return;
+        var events = queue;
+        queue = [];
+        self.apply(events, lastId);
+      }
+
+      function finish(reason, suspect) {
+        if (self.endStream !== finish) return; // already ended
+        self.endStream = null;
+        clearTimeout(watchdog);
+        source.close();
+        flush();
+        if (opened && Date.now() - openedAt >= STREAM_STABLE_MS) self.level = 0;
+        resolve({ reason: reason, suspect: suspect });
+      }
+      self.endStream = finish;
+
+      /** Silence that ends the stream: twice the heartbeat, or, with heartbeats it cannot see, its maximum age. */
+      function arm() {
+        clearTimeout(watchdog);
+        var limit = 2 * self.heartbeatMs;
+        if (opened && self.heartbeatEvent === null) limit += self.maxAgeMs * 1.1;
+        watchdog = setTimeout(silent, limit);
+      }
+
+      function silent() {
+        var seconds = Math.round((2 * self.heartbeatMs) / 1000);
+        if (!opened) finish("the stream did not open within " + seconds + " s", true);
+        else if (self.heartbeatEvent !== null && !lively) finish("nothing came through the stream in " + seconds + " s", true);
+        else finish("the stream went silent", false); // a dead connection (sleep, a dropped NAT entry)
+      }
+
+      function alive() {
+        self.silentSince = null;
+        arm();
+      }
+
+      function listen(kind) {
+        source.addEventListener(kind, function (event) {
+          if (self.endStream !== finish) return;
+          var item = streamEvent(kind, event.data);
+          if (item === null) {
+            finish("malformed event", false);
+            return;
+          }
+          lively = true;
+          alive();
+          queue.push(item);
+          if (event.lastEventId) lastId = event.lastEventId;
+          if (flushTimer === null) flushTimer = setTimeout(flush, 0);
+        });
+      }
+
+      source.onopen = function () {
+        if (self.endStream !== finish) return;
+        opened = true;
+        openedAt = Date.now();
+        alive();
+        self.connected();
+      };
+      source.onerror = function () {
+        // Closed at once, so EventSource's own quick reconnect never runs: the loop backs off.
+        finish(opened ? "the stream ended" : "the stream could not be opened", false);
+      };
+      listen("message");
+      listen("reset");
+      listen("missed");
+      if (self.heartbeatEvent !== null) {
+        source.addEventListener(self.heartbeatEvent, function () {
+          if (self.endStream !== finish) return;
+          lively = true;
+          alive();
+        });
+      }
+      arm();
+    });
+  };
+
+  /**
+   * Why the stream counts as blocked, or null: polls have been getting
+   * through for twice the heartbeat (since silentSince) while no stream showed
+   * a sign of life.
+   */
+  Connection.prototype.blocked = function () {
+    if (this.silentSince === null || Date.now() - this.silentSince < 2 * this.heartbeatMs) return null;
+    return "no stream got through in " + Math.round((Date.now() - this.silentSince) / 1000) + " s while polls did";
+  };
+
+  Connection.prototype.fallBack = function (reason) {
+    this.transport = POLL;
+    this.fallback = reason;
+    this.silentSince = null;
+    this.setState(CONNECTING);
+    this.sink.changed();
+  };
+
+  /** News and the cursor after it, from a poll answer or a batch of stream events. */
+  Connection.prototype.apply = function (events, cursor) {
+    for (var i = 0; i < events.length; i++) {
+      var counts = this.counts[events[i].channel];
+      if (counts === undefined) continue;
+      if (events[i].kind === "reset") counts.resets += 1;
+      else if (events[i].kind === "missed") counts.gaps += 1;
+    }
+    if (events.length) this.sink.news(events);
+    if (cursor && cursor !== this.cursor) {
+      this.cursor = cursor;
+      saveCursor(this.key, cursor);
+    }
+    this.sink.changed();
+  };
+
+  /** Connected: a stream opened or a poll succeeded. */
+  Connection.prototype.connected = function () {
     this.attempt = 0;
     this.failingSince = null;
     this.lastError = null;
-    if (answer.reset) this.resets += 1;
-    if (answer.missed) this.gaps += 1;
-    this.sink.messages(this.channel, answer);
-    this.cursor = answer.cursor;
-    saveCursor(this.channel, this.cursor);
     this.setState(OPEN);
     this.sink.changed();
   };
 
   /** Count the failure, go WAITING, return how long to wait. */
-  Poller.prototype.failed = function (error) {
+  Connection.prototype.failed = function (error) {
     this.attempt += 1;
+    this.level += 1;
     if (this.failingSince === null) this.failingSince = Date.now();
     this.lastError = error.reason;
     this.setState(WAITING);
     this.sink.changed();
-    var wait = backoffMs(this.attempt);
+    var wait = backoffMs(this.level);
     return error.retryAfter === null ? wait : Math.max(wait, error.retryAfter);
   };
 
@@ -587,41 +888,45 @@
     return seconds ? s + ":" + pad2(date.getSeconds()) : s;
   }
 
-  /** The status corner: live / reconnecting (attempt n) / offline for N s, and the last message time. */
-  function Status(root, pollers, ticker) {
+  /**
+   * The status corner: live / connecting / reconnecting (attempt n) / offline
+   * for N s / stopped, the transport when it is the long-poll, and the last
+   * message time.
+   */
+  function Status(root, connection, ticker) {
     this.box = root.querySelector("#status");
     this.text = root.querySelector("#status-text");
     this.last = root.querySelector("#status-last");
     this.clock = root.querySelector("#clock");
-    this.pollers = pollers;
+    this.connection = connection;
     this.ticker = ticker;
   }
 
   Status.prototype.render = function () {
-    var worst = null;
-    var connecting = false;
-    for (var i = 0; i < this.pollers.length; i++) {
-      var p = this.pollers[i];
-      if (p.attempt > 0 && (worst === null || p.failingSince < worst.failingSince)) worst = p;
-      if (p.state === CONNECTING && p.attempt === 0) connecting = true;
-    }
+    var c = this.connection;
     var state;
     var text;
-    if (worst !== null) {
-      var down = Date.now() - worst.failingSince;
+    if (c.state === CLOSED) {
+      state = "stopped";
+      text = "stopped";
+    } else if (c.attempt > 0) {
+      var down = Date.now() - c.failingSince;
       var offline = down >= OFFLINE_AFTER_MS || navigator.onLine === false;
       state = offline ? "offline" : "reconnecting";
       text = offline
-        ? "offline for " + Math.round(down / 1000) + " s (attempt " + worst.attempt + ")"
-        : "reconnecting (attempt " + worst.attempt + ")";
-    } else if (connecting) {
-      state = "connecting";
-      text = "connecting";
-    } else {
+        ? "offline for " + Math.round(down / 1000) + " s (attempt " + c.attempt + ")"
+        : "reconnecting (attempt " + c.attempt + ")";
+    } else if (c.state === OPEN) {
       state = "live";
       text = "live";
+    } else {
+      state = "connecting";
+      text = "connecting";
     }
+    if (c.transport === POLL) text += c.fallback !== null ? " (long-poll fallback)" : " (long-poll)";
     this.box.dataset.state = state;
+    this.box.dataset.transport = c.transport;
+    this.box.title = c.fallback !== null ? "long-poll: " + c.fallback : "";
     if (this.text.textContent !== text) this.text.textContent = text;
     var newest = this.ticker.newest();
     var last = newest ? "last message " + formatClock(new Date(newest.ts * 1000), true) : "no messages yet";
@@ -638,13 +943,10 @@
     var channels = data.channels;
     var root = document;
     var ticker = new Ticker(root, options, channels.length > 1);
-    var pollers = [];
-    var status = new Status(root, pollers, ticker);
 
     var initial = [];
     channels.forEach(function (channel) {
-      var backlog = data.backlog[channel];
-      initial = initial.concat(backlog.messages);
+      initial = initial.concat(data.backlog[channel].messages);
     });
     initial.sort(function (a, b) {
       return a.ts - b.ts;
@@ -654,34 +956,38 @@
     var lead = Math.min(ticker.entries.length, 5);
     if (ticker.entries.length > lead) ticker.lastPlayed = ticker.entries[ticker.entries.length - lead - 1];
 
+    var status = null;
     var sink = {
-      messages: function (channel, answer) {
-        if (answer.reset) {
-          ticker.reset(channel, answer.messages);
-          return;
-        }
-        if (answer.missed) ticker.gap(channel);
-        ticker.add(answer.messages, true);
+      /** News in order: a reset replaces the channel's messages by what follows it. */
+      news: function (events) {
+        var batch = [];
+        events.forEach(function (event) {
+          if (event.kind === "message") {
+            batch.push(event.message);
+            return;
+          }
+          if (batch.length) ticker.add(batch, true);
+          batch = [];
+          if (event.kind === "reset") ticker.reset(event.channel, []);
+          else ticker.gap(event.channel);
+        });
+        if (batch.length) ticker.add(batch, true);
       },
       changed: function () {
-        status.render();
+        if (status !== null) status.render();
       },
     };
-    channels.forEach(function (channel) {
-      // Resume from the stored cursor when there is one: the backlog already on
-      // screen is deduplicated by id, so a reload neither repeats nor skips.
-      var stored = loadCursor(channel);
-      var cursor = stored !== null ? stored : data.backlog[channel].cursor;
-      pollers.push(new Poller(channel, cursor, options, sink));
-    });
+    // Resume from the stored stream cursor when there is one: the backlog already
+    // on screen is deduplicated by id, so a reload neither repeats nor skips.
+    forgetChannelCursors(channels);
+    var connection = new Connection(channels, data, options, sink);
+    status = new Status(root, connection, ticker);
 
     window.addEventListener("resize", function () {
       ticker.measure();
     });
     window.addEventListener("online", function () {
-      pollers.forEach(function (p) {
-        p.wake();
-      });
+      connection.wake();
     });
     setInterval(function () {
       status.render();
@@ -689,40 +995,38 @@
 
     ticker.start();
     status.render();
-    pollers.forEach(function (p) {
-      p.start();
-    });
+    connection.start();
 
     window.tornadoTicker = {
       start: function () {
-        pollers.forEach(function (p) {
-          p.start();
-        });
+        connection.start();
       },
       stop: function () {
-        pollers.forEach(function (p) {
-          p.stop();
-        });
+        connection.stop();
       },
       /** Read-only copy of the state, for tests and debugging. */
       snapshot: function () {
+        var counts = {};
+        Object.keys(connection.counts).forEach(function (channel) {
+          var c = connection.counts[channel];
+          counts[channel] = { resets: c.resets, gaps: c.gaps };
+        });
         return {
           entries: ticker.entries.map(function (e) {
             return { id: e.id, channel: e.channel, body: e.body, ts: e.ts };
           }),
           track: ticker.items.length,
-          pollers: pollers.map(function (p) {
-            return {
-              channel: p.channel,
-              state: p.state,
-              attempt: p.attempt,
-              cursor: p.cursor,
-              polls: p.polls,
-              resets: p.resets,
-              gaps: p.gaps,
-              lastError: p.lastError,
-            };
-          }),
+          connection: {
+            transport: connection.transport,
+            fallback: connection.fallback,
+            state: connection.state,
+            attempt: connection.attempt,
+            cursor: connection.cursor,
+            requests: connection.requests,
+            streams: connection.streams,
+            lastError: connection.lastError,
+          },
+          channels: counts,
         };
       },
     };

@@ -9,6 +9,7 @@ import pytest
 from tornado.testing import gen_test
 
 from tornado_lp.pages import OptionError, parse_ticker_options, script_json
+from tornado_lp.protocol import format_stream_cursor, parse_stream_cursor
 
 from .httpcase import AppCase
 
@@ -18,6 +19,13 @@ def test_defaults() -> None:
     assert options.channels == ("default",)
     assert (options.speed, options.theme, options.max, options.title) == (120.0, "dark", 50, "")
     assert (options.hold, options.token, options.display) == (25.0, None, None)
+    assert options.transport == "auto"
+
+
+@pytest.mark.parametrize("transport", ["auto", "sse", "poll"])
+def test_transport_is_passed_to_the_page(transport: str) -> None:
+    options = parse_ticker_options({"transport": transport}, hold_max=60)
+    assert options.for_client()["transport"] == transport
 
 
 def test_channel_list_is_trimmed_and_deduplicated() -> None:
@@ -43,6 +51,7 @@ def test_hold_is_capped_like_the_poll_timeout() -> None:
         ({"title": "x" * 201}, "title"),
         ({"title": "line\nbreak"}, "title"),
         ({"display": "lobby screen"}, "display"),
+        ({"transport": "websocket"}, "transport"),
     ],
 )
 def test_bad_options_name_themselves(query: dict[str, str | None], name: str) -> None:
@@ -74,6 +83,9 @@ class PageCase(AppCase):
         assert block is not None
         data = json.loads(block.group(1))
         assert data["backlog"]["lobby"] == {"messages": [message], "cursor": message["id"]}
+        epoch, seq = message["id"].split("-")
+        assert data["cursor"] == format_stream_cursor(epoch, {"lobby": int(seq)})
+        assert data["stream"] == {"heartbeat": 15.0, "max_age": 600.0, "heartbeat_event": None}
         assert data["options"]["title"] == "<b>Lobby</b>"
         assert re.findall(r"<script(?![^>]*\bsrc=)(?![^>]*application/json)", page) == []
 
@@ -83,3 +95,41 @@ class PageCase(AppCase):
         assert response.code == 200
         assert 'value="ops"' in response.body.decode()
         assert "Content-Security-Policy" in response.headers
+
+    @gen_test
+    async def test_stream_cursor_goes_with_the_backlog_of_every_channel(self) -> None:
+        await self.publish("a", "a1")
+        last_a = await self.publish("a", "a2")
+        response = await self.request("GET", "/?channel=a,empty")
+        block = re.search(
+            r'<script type="application/json" id="ticker-data">(.*?)</script>',
+            response.body.decode(), re.S,
+        )
+        assert block is not None
+        data = json.loads(block.group(1))
+        epoch = last_a["id"].split("-")[0]
+        assert parse_stream_cursor(data["cursor"], ["a", "empty"]) == (epoch, {"a": 2, "empty": 0})
+        # The stream from that cursor has nothing new: the backlog on screen is all there is.
+        poll = await self.request("GET", "/poll?channel=a,empty&timeout=0&cursor=" + data["cursor"])
+        assert json.loads(poll.body)["messages"] == []
+
+
+class HeartbeatPageCase(AppCase):
+    app_settings = {"heartbeat": 2.5, "stream_max_age": 30.0}
+
+    @gen_test
+    async def test_page_knows_the_servers_heartbeat_and_stream_age(self) -> None:
+        response = await self.request("GET", "/?channel=lobby")
+        block = re.search(
+            r'<script type="application/json" id="ticker-data">(.*?)</script>',
+            response.body.decode(), re.S,
+        )
+        assert block is not None
+        assert json.loads(block.group(1))["stream"]["heartbeat"] == 2.5
+        assert json.loads(block.group(1))["stream"]["max_age"] == 30.0
+
+    @gen_test
+    async def test_bad_transport_is_a_json_400_naming_it(self) -> None:
+        response = await self.request("GET", "/?channel=lobby&transport=carrier-pigeon")
+        assert response.code == 400
+        assert json.loads(response.body)["error"].startswith("transport ")

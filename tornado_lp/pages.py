@@ -1,21 +1,24 @@
 """The HTML pages: the kiosk ticker (``GET /``) and the operator's form (``GET /publish``).
 
 Both pages load only same-origin files and carry a Content-Security-Policy
-that forbids inline script: the ticker's data (backlog, cursors, options)
-travels in a ``<script type="application/json">`` block that ``ticker.js``
-parses, never executes. Bad query options get a JSON 400 naming the option,
-like every other error.
+that forbids inline script: the ticker's data (backlog, cursors, options and
+what the page must know of the server's streams) travels in a
+``<script type="application/json">`` block that ``ticker.js`` parses, never
+executes. Bad query options get a JSON 400 naming the option, like every
+other error.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import tornado.web
 
 from . import protocol
+from .answers import PollResult
 from .base import JSONHandler
 from .displays import valid_display
 from .storage import StorageUnavailable
@@ -28,6 +31,7 @@ __all__ = [
     "TickerPageHandler",
     "parse_ticker_options",
     "script_json",
+    "stream_cursor",
 ]
 
 CONTENT_SECURITY_POLICY = (
@@ -41,6 +45,15 @@ MAX_SPEED = 5000.0
 DEFAULT_MAX = 50
 MAX_TEXT_OPTION = 200  # characters of a title
 THEMES = ("dark", "light")
+TRANSPORTS = ("auto", "sse", "poll")
+
+#: The SSE event the server sends as a heartbeat, if any. ``sse.py`` writes its
+#: heartbeats as comments (``: hb``), which EventSource never shows a page; so
+#: the page can tell a working quiet stream from a buffered one only until the
+#: stream opens. Name the event here when the stream sends one, and the page
+#: watches for it (twice the heartbeat without an event or a heartbeat: the
+#: stream is not getting through).
+SSE_HEARTBEAT_EVENT: str | None = None
 
 
 class OptionError(ValueError):
@@ -57,8 +70,9 @@ class TickerOptions:
     max: int
     title: str
     hold: float  # test hook: seconds a poll may be held (the poll's ``timeout``)
-    token: str | None  # passed on to the poll requests
-    display: str | None  # passed on to the poll requests
+    token: str | None  # passed on to the stream and the polls
+    display: str | None  # passed on to the stream and the polls
+    transport: str = "auto"  # auto (SSE, long-poll when it does not get through), sse, poll
 
     def for_client(self) -> dict[str, Any]:
         return {
@@ -69,6 +83,7 @@ class TickerOptions:
             "hold": self.hold,
             "token": self.token,
             "display": self.display,
+            "transport": self.transport,
         }
 
 
@@ -134,6 +149,9 @@ def parse_ticker_options(query: dict[str, str | None], hold_max: float) -> Ticke
     hold = min(
         _number("hold", query.get("hold"), protocol.DEFAULT_TIMEOUT, 0, 3600), hold_max
     )
+    transport = query.get("transport") or "auto"
+    if transport not in TRANSPORTS:
+        raise OptionError(f"transport must be auto, sse or poll, got {transport[:40]!r}")
     return TickerOptions(
         channels=tuple(channels),
         speed=_number("speed", query.get("speed"), DEFAULT_SPEED, 1, MAX_SPEED),
@@ -143,6 +161,20 @@ def parse_ticker_options(query: dict[str, str | None], hold_max: float) -> Ticke
         hold=hold,
         token=_text("token", query.get("token"), MAX_TOKEN_LENGTH),
         display=display,
+        transport=transport,
+    )
+
+
+def stream_cursor(results: Mapping[str, PollResult]) -> str:
+    """The stream cursor at the end of each channel's backlog ({channel: its first-paint read}).
+
+    Written in the first channel's epoch; a channel read in another epoch (the
+    store was replaced between two reads) gets no position in it, so the
+    stream answers ``reset`` for that channel.
+    """
+    epoch = next(iter(results.values())).epoch
+    return protocol.format_stream_cursor(
+        epoch, {channel: r.seq if r.epoch == epoch else None for channel, r in results.items()}
     )
 
 
@@ -174,19 +206,25 @@ class _PageHandler(JSONHandler):
 class TickerPageHandler(_PageHandler):
     """``GET /``: the kiosk ticker, painted with each channel's backlog and cursor.
 
-    ``token`` and ``display`` are passed on to the page's polls; ``token`` is
-    also checked here for private channels (``--subscribe-secret``).
+    The page data carries the stream cursor that goes with the backlog
+    (``cursor``) and what the page needs to judge its stream (``stream``: the
+    server's heartbeat, the streams' maximum age and the heartbeat event, if
+    any). ``token`` and ``display`` are passed on to the page's stream and
+    polls; ``token`` is also checked here for private channels
+    (``--subscribe-secret``).
     """
 
     async def get(self) -> None:
         try:
             options = parse_ticker_options(
-                self.query("channel", "speed", "theme", "max", "title", "hold", "token", "display"),
+                self.query("channel", "speed", "theme", "max", "title", "hold", "token", "display",
+                           "transport"),
                 self.config.poll_timeout_max,
             )
         except OptionError as error:
             raise tornado.web.HTTPError(400, "%s", error) from None
         backlog: dict[str, Any] = {}
+        results: dict[str, PollResult] = {}
         for channel in options.channels:
             # The first paint shows what a poll would: a private channel needs
             # the same subscribe token (the page's ``token`` option, 403 if not).
@@ -197,6 +235,7 @@ class TickerPageHandler(_PageHandler):
                 raise tornado.web.HTTPError(503, "storage unavailable: %s", error) from None
             if result is None:  # only a cancelled hold answers None; timeout=0 never holds
                 raise tornado.web.HTTPError(503, "storage did not answer")
+            results[channel] = result
             backlog[channel] = {
                 "messages": [m.to_dict() for m in result.messages],
                 "cursor": result.cursor,
@@ -204,6 +243,12 @@ class TickerPageHandler(_PageHandler):
         data = {
             "channels": list(options.channels),
             "backlog": backlog,
+            "cursor": stream_cursor(results),
+            "stream": {
+                "heartbeat": self.config.heartbeat,
+                "max_age": self.config.stream_max_age,
+                "heartbeat_event": SSE_HEARTBEAT_EVENT,
+            },
             "options": options.for_client(),
         }
         self.page(

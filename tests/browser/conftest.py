@@ -245,8 +245,13 @@ def open_page(browser: Any) -> Iterator[Callable[..., PageWatch]]:
 
 
 def snapshot(page: Any) -> dict[str, Any]:
-    """``window.tornadoTicker.snapshot()``: model entries, track size, pollers."""
+    """``window.tornadoTicker.snapshot()``: model entries, track size, connection, channels."""
     return page.evaluate("window.tornadoTicker.snapshot()")  # type: ignore[no-any-return]
+
+
+def connection(page: Any) -> dict[str, Any]:
+    """The page's one connection: transport, fallback, state, attempt, cursor, counters."""
+    return snapshot(page)["connection"]  # type: ignore[no-any-return]
 
 
 def bodies(page: Any) -> list[str]:
@@ -273,3 +278,61 @@ def wait_status(page: Any, state: str, timeout: float = 15_000) -> None:
     page.wait_for_function(
         "s => document.getElementById('status').dataset.state === s", arg=state, timeout=timeout
     )
+
+
+# ------------------------------------------------------------- connections
+
+
+def is_reader(url: str) -> bool:
+    """A request that reads channels: the stream (``/events``) or a long-poll (``/poll``)."""
+    path = urlsplit(url).path
+    return path in ("/events", "/poll") or path.endswith("/poll")
+
+
+class ReaderLog:
+    """The page's reading requests as the browser saw them: ``/events`` and ``/poll``.
+
+    ``started`` lists each one's URL in order; ``open`` the ones not finished
+    yet; ``most_open`` the most that were open at once. Listens to
+    Playwright's request events, so it never delays a request.
+    """
+
+    def __init__(self, page: Any) -> None:
+        self.started: list[str] = []
+        self.open: list[Any] = []
+        self.most_open = 0
+        page.on("request", self._started)
+        page.on("requestfinished", self._ended)
+        page.on("requestfailed", self._ended)
+
+    def _started(self, request: Any) -> None:
+        if not is_reader(request.url):
+            return
+        self.started.append(request.url)
+        self.open.append(request)
+        self.most_open = max(self.most_open, len(self.open))
+
+    def _ended(self, request: Any) -> None:
+        if request in self.open:
+            self.open.remove(request)
+
+    def paths(self) -> list[str]:
+        return [urlsplit(url).path for url in self.started]
+
+
+def established(port: int) -> int:
+    """TCP connections to ``port`` established right now, counted at the server's end.
+
+    Read from ``/proc/net/tcp`` (IPv4; the servers listen on 127.0.0.1): an
+    entry whose local port is ``port`` and whose state is ``01`` is one
+    accepted connection.
+    """
+    count = 0
+    with open("/proc/net/tcp") as table:
+        next(table)
+        for line in table:
+            fields = line.split()
+            local, state = fields[1], fields[3]
+            if int(local.rsplit(":", 1)[1], 16) == port and state == "01":
+                count += 1
+    return count

@@ -6,14 +6,19 @@ import http.client
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
+import pytest
+
+from tornado_lp.protocol import format_stream_cursor
 from tornado_lp.tokens import make_token
 
 from .conftest import (
     LiveServer,
     PageWatch,
+    ReaderLog,
     bodies,
+    connection,
     snapshot,
     track_bodies,
     wait_entry,
@@ -24,26 +29,35 @@ XSS = "<img src=x onerror=alert(1)>"
 SCRIPT = "<script>window.pwned = 1</script>"
 
 
-def test_first_paint_shows_the_backlog_before_any_poll(
-    serve: Callable[..., LiveServer], open_page: Callable[..., PageWatch]
+@pytest.mark.parametrize(("transport", "held"), [("auto", "**/events?*"), ("poll", "**/poll?*")])
+def test_first_paint_shows_the_backlog_before_any_read(
+    serve: Callable[..., LiveServer], open_page: Callable[..., PageWatch], transport: str, held: str
 ) -> None:
     server = serve()
     server.publish("paint", "first")
-    server.publish("paint", "second")
+    message = server.publish("paint", "second")
     watch = open_page()
-    polls: list[Any] = []
-    # Hold the polls back: what the page shows now comes from the HTML alone.
-    watch.page.route("**/channels/*/poll?*", lambda route: polls.append(route))
-    response = watch.page.goto(server.url + "?channel=paint")
+    reads: list[Any] = []
+    # Hold the stream (or poll) back: what the page shows now comes from the HTML alone.
+    watch.page.route(held, lambda route: reads.append(route))
+    response = watch.page.goto(server.url + f"?channel=paint&transport={transport}")
     assert response is not None
     assert response.headers["content-security-policy"].startswith("default-src 'self'")
     assert "script-src 'self';" in response.headers["content-security-policy"]
     watch.page.wait_for_function("() => window.tornadoTicker !== undefined")
     assert track_bodies(watch.page) == ["first", "second"]
-    assert len(polls) == 1 and "timeout=0" in polls[0].request.url  # it asks, it does not hold
-    polls[0].continue_()
+    watch.page.wait_for_function("() => window.tornadoTicker.snapshot().connection.state")
+    assert len(reads) == 1
+    query = parse_qs(urlsplit(reads[0].request.url).query)
+    # It resumes from the stream cursor rendered with the backlog: nothing is sent twice.
+    epoch, seq = message["id"].split("-")
+    assert query["cursor"] == [format_stream_cursor(epoch, {"paint": int(seq)})]
+    assert query["channel"] == ["paint"]
+    if transport == "poll":
+        assert query["timeout"] == ["0"]  # it asks, it does not hold
+    reads[0].continue_()
     wait_status(watch.page, "live")
-    watch.page.unroute("**/channels/*/poll?*")
+    watch.page.unroute(held)
     watch.assert_clean()
 
 
@@ -179,14 +193,15 @@ def test_reload_resumes_from_the_stored_cursor_without_duplicates(
     wait_status(page, "live")
     c = server.publish("rl", "c")
     page.wait_for_function("() => window.tornadoTicker.snapshot().entries.length === 3")
-    stored = page.evaluate("localStorage.getItem('tornado_lp:cursor:rl')")
-    assert stored == c["id"]
+    stored = page.evaluate("localStorage.getItem('tornado_lp:stream:rl')")
+    epoch, seq = c["id"].split("-")
+    assert stored == format_stream_cursor(epoch, {"rl": int(seq)})  # the last event's id
 
-    polls: list[Any] = []
-    page.on("request", lambda r: polls.append(r.url) if "/poll?" in r.url else None)
+    reads = ReaderLog(page)
     page.reload()
     wait_status(page, "live")
-    assert f"cursor={c['id']}" in polls[0]  # resumed from localStorage
+    assert reads.paths() == ["/events"]
+    assert parse_qs(urlsplit(reads.started[0]).query)["cursor"] == [stored]  # from localStorage
     server.publish("rl", "d")
     page.wait_for_function("() => window.tornadoTicker.snapshot().entries.length === 4")
     assert bodies(page) == ["a", "b", "c", "d"]
@@ -231,43 +246,49 @@ def test_private_channel_page_needs_the_token_and_passes_it_on(
     status, _ = server.request("GET", "/?channel=staff&token=" + quote(token))
     assert status == 200
 
-    watch = open_page()
-    polls: list[str] = []
-    watch.page.on("request", lambda r: polls.append(r.url) if "/poll?" in r.url else None)
-    watch.page.goto(server.url + "?channel=staff&token=" + quote(token))
-    wait_status(watch.page, "live")
-    server.publish("staff", "live for staff")
-    wait_entry(watch.page, "live for staff")
-    assert bodies(watch.page) == ["backlog for staff only", "live for staff"]
-    assert polls and all("token=" + quote(token, safe="") in url for url in polls)
-    watch.assert_clean()
+    for transport, path in [("auto", "/events"), ("poll", "/poll")]:
+        watch = open_page()
+        reads = ReaderLog(watch.page)
+        watch.page.goto(server.url + f"?channel=staff&transport={transport}&token=" + quote(token))
+        wait_status(watch.page, "live")
+        server.publish("staff", f"live for staff ({transport})")
+        wait_entry(watch.page, f"live for staff ({transport})")
+        assert bodies(watch.page)[0] == "backlog for staff only"
+        assert reads.started and set(reads.paths()) == {path}
+        assert all(parse_qs(urlsplit(url).query)["token"] == [token] for url in reads.started)
+        watch.assert_clean()
 
 
-def test_start_is_idempotent_and_stop_ends_the_held_poll(
-    serve: Callable[..., LiveServer], open_page: Callable[..., PageWatch]
+@pytest.mark.parametrize("transport", ["sse", "poll"])
+def test_start_is_idempotent_and_stop_ends_the_held_read(
+    serve: Callable[..., LiveServer], open_page: Callable[..., PageWatch], transport: str
 ) -> None:
     server = serve()
     watch = open_page()
     page = watch.page
-    page.goto(server.url + "?channel=sm")
+    reads = ReaderLog(page)
+    page.goto(server.url + f"?channel=sm&transport={transport}")
     wait_status(page, "live")
     wait_waiters(server, "sm", 1)
-    polls = snapshot(page)["pollers"][0]["polls"]
+    started = len(reads.started)
     page.evaluate("() => { tornadoTicker.start(); tornadoTicker.start(); }")
-    assert snapshot(page)["pollers"][0]["polls"] == polls  # no second loop
+    assert len(reads.started) == started  # no second loop
+    assert connection(page)["transport"] == transport
 
     page.evaluate("() => tornadoTicker.stop()")
-    assert snapshot(page)["pollers"][0]["state"] == "CLOSED"
-    wait_waiters(server, "sm", 0)  # the held poll was aborted, the server forgot it
+    assert connection(page)["state"] == "CLOSED"
+    wait_status(page, "stopped")
+    wait_waiters(server, "sm", 0)  # the stream was closed (the poll aborted), the server forgot it
 
     page.evaluate("() => { tornadoTicker.start(); tornadoTicker.start(); }")
     wait_status(page, "live")
-    wait_waiters(server, "sm", 1)  # one loop holds one poll, not two
-    assert snapshot(page)["pollers"][0]["polls"] > polls
+    wait_waiters(server, "sm", 1)  # one loop holds one reader, not two
+    assert len(reads.started) > started
     server.publish("sm", "after restart of the loop")
     wait_entry(page, "after restart of the loop")
     wait_waiters(server, "sm", 1)
     assert bodies(page).count("after restart of the loop") == 1
+    assert reads.most_open == 1
     watch.assert_clean()
 
 
@@ -282,16 +303,29 @@ def wait_waiters(server: LiveServer, channel: str, count: int, timeout: float = 
         time.sleep(0.05)
 
 
+@pytest.mark.parametrize("transport", ["sse", "poll"])
 def test_a_named_display_shows_up_in_the_fleet_view(
-    serve: Callable[..., LiveServer], open_page: Callable[..., PageWatch]
+    serve: Callable[..., LiveServer], open_page: Callable[..., PageWatch], transport: str
 ) -> None:
     server = serve()
     watch = open_page()
-    watch.page.goto(server.url + "?channel=lobby&display=lobby-screen-1")
+    reads = ReaderLog(watch.page)
+    query = f"channel=lobby,news&display=lobby-screen-1&transport={transport}"
+    watch.page.goto(server.url + "?" + query)
     wait_status(watch.page, "live")
+    assert all(parse_qs(urlsplit(url).query)["display"] == ["lobby-screen-1"]
+               for url in reads.started)
     _, fleet = server.request("GET", "/displays")
     (display,) = [d for d in fleet["displays"] if d["display"] == "lobby-screen-1"]
-    assert display["channel"] == "lobby"
+    assert display["channel"] == "lobby,news"
+    assert (display["state"], display["held"]) == ("live", True)  # while the read is open
+    watch.page.evaluate("() => tornadoTicker.stop()")
+    deadline = time.monotonic() + 10
+    while display["held"]:
+        assert time.monotonic() < deadline, display
+        time.sleep(0.05)
+        _, fleet = server.request("GET", "/displays")
+        (display,) = [d for d in fleet["displays"] if d["display"] == "lobby-screen-1"]
     watch.assert_clean()
 
 
@@ -310,7 +344,7 @@ def test_missed_messages_leave_a_gap_marker(
     page.evaluate("() => tornadoTicker.start()")
     wait_entry(page, "later 4")
     assert bodies(page) == ["seen", "later 2", "later 3", "later 4"]
-    assert snapshot(page)["pollers"][0]["gaps"] == 1
+    assert snapshot(page)["channels"]["gap"] == {"resets": 0, "gaps": 1}
     assert page.locator("#track .gap").count() == 1
     assert track_bodies(page)[-3:] == ["later 2", "later 3", "later 4"]
     watch.assert_clean()
