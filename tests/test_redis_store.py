@@ -21,6 +21,8 @@ import pytest
 from tornado_lp.hub import Hub
 from tornado_lp.storage import (
     Limits,
+    Message,
+    NotRetained,
     Slice,
     StorageConfigError,
     StorageUnavailable,
@@ -28,6 +30,7 @@ from tornado_lp.storage import (
 )
 from tornado_lp.storage.redis_store import RedisStorage
 
+from . import lifecycle
 from .redis_server import RedisServer, free_port, session_server
 
 HOUR = 3600.0
@@ -424,5 +427,142 @@ def test_concurrent_opens_make_one_subscription() -> None:
         finally:
             await storage.close()
         await storage.close()  # idempotent
+
+    run(main)
+
+
+# -- expiry, retraction, keys and alerts (issue 14) ----------------------------------
+
+
+def test_expiries_tombstones_keys_and_alerts_survive_a_redis_restart(tmp_path: Path) -> None:
+    with RedisServer(tmp_path, persistent=True) as server:
+
+        async def write() -> lifecycle.Written:
+            storage = RedisStorage(server.url)
+            await storage.open()
+            try:
+                return await lifecycle.write(storage)
+            finally:
+                await storage.close()
+
+        written = run(write)
+        server.restart()  # kill -9, then the append-only file is replayed
+
+        async def check() -> None:
+            storage = RedisStorage(server.url)
+            await storage.open()
+            try:
+                await lifecycle.check(storage, written)
+            finally:
+                await storage.close()
+
+        run(check)
+
+
+def test_expired_entries_are_deleted_from_the_stream() -> None:
+    server, shared = session_server(), prefix()
+
+    async def main() -> None:
+        storage = RedisStorage(server.url, prefix=shared)
+        await storage.open()
+        try:
+            await storage.append("x", "stays")
+            expires = time.time() + 0.3
+            for _ in range(20):
+                await storage.append("x", "gone", expires=expires)
+            await storage.append("x", "stays too")
+            assert server.command("XLEN", f"{shared}s:x") == b":22\r\n"
+            await asyncio.sleep(max(0.0, expires - time.time()) + 0.02)  # the clock passes it
+            # Each script call deletes a bounded batch (16) of due entries.
+            await storage.read("x", 0, 10)
+            assert server.command("XLEN", f"{shared}s:x") == b":6\r\n"
+            chunk = await storage.read("x", 0, 10)
+            assert server.command("XLEN", f"{shared}s:x") == b":2\r\n"
+            assert server.command("EXISTS", f"{shared}e:x") == b":0\r\n"
+            assert ([m.body for m in chunk.messages], chunk.first_seq, chunk.end) == (
+                ["stays", "stays too"], 1, 22
+            )
+        finally:
+            await storage.close()
+
+    run(main)
+
+
+def test_channels_written_before_retraction_existed_read_and_retract() -> None:
+    """A stream of plain ``t``/``b`` entries and a seqs hash, as the previous release wrote them."""
+    server, shared = session_server(), prefix()
+    stream = f"{shared}s:old"
+    for seq in (4, 5, 6):  # 1-3 trimmed by MAXLEN
+        server.command("XADD", stream, f"{seq}-0", "t", f"{1_700_000_000_000_000 + seq}",
+                       "b", f"old {seq}")
+    server.command("HSET", f"{shared}seqs", "old", "6")
+    server.command("SET", f"{shared}epoch", "00000000000000bb")
+
+    async def main() -> None:
+        storage = RedisStorage(server.url, prefix=shared)
+        await storage.open()
+        try:
+            assert storage.epoch == "00000000000000bb"
+            chunk = await storage.read("old", 0, 10)
+            assert [(m.seq, m.body) for m in chunk.messages] == [(4, "old 4"), (5, "old 5"),
+                                                                 (6, "old 6")]
+            assert (chunk.first_seq, chunk.last_seq) == (4, 6)
+            assert chunk.messages[0].ts == 1_700_000_000.000004
+            with pytest.raises(NotRetained) as refused:
+                await storage.retract("old", 3)
+            assert refused.value.reason == "trimmed"
+            await storage.retract("old", 4)  # the oldest: a hole at the head
+            chunk = await storage.read("old", 3, 10)
+            assert ([m.seq for m in chunk.messages], chunk.first_seq) == ([5, 6, 7], 4)
+            assert (await storage.append("old", "new", key="k")).seq == 8
+        finally:
+            await storage.close()
+
+    run(main)
+
+
+def test_a_retraction_on_one_process_wakes_the_others_and_happens_once() -> None:
+    url, shared = session_server().url, prefix()
+
+    async def main() -> None:
+        here, there = RedisStorage(url, prefix=shared), RedisStorage(url, prefix=shared)
+        woken = asyncio.Event()
+        await here.open()
+        await there.open()
+        try:
+            message = await there.append("w", "typo")
+            here.watch(lambda channel: woken.set() if channel == "w" else None)
+            results = await asyncio.gather(
+                here.retract("w", message.seq), there.retract("w", message.seq),
+                return_exceptions=True,
+            )
+            assert sorted(type(r).__name__ for r in results) == ["Message", "NotRetained"]
+            await asyncio.wait_for(woken.wait(), 5)
+            tombstone = next(r for r in results if isinstance(r, Message))
+            chunk = await here.read("w", 0, 10)
+            assert chunk.messages == [tombstone] and chunk.last_seq == 2
+        finally:
+            await there.close()
+            await here.close()
+
+    run(main)
+
+
+def test_a_lost_trim_record_still_hides_expired_entries() -> None:
+    server, shared = session_server(), prefix()
+
+    async def main() -> None:
+        storage = RedisStorage(server.url, prefix=shared)
+        await storage.open()
+        try:
+            await storage.append("lost", "stays")
+            soon = await storage.append("lost", "soon", expires=time.time() + 0.3)
+            assert soon.expires is not None
+            assert server.command("DEL", f"{shared}firsts") == b":1\r\n"  # as an eviction would
+            await asyncio.sleep(max(0.0, soon.expires - time.time()) + 0.02)
+            assert [m.body for m in (await storage.read("lost", 0, 10)).messages] == ["stays"]
+            assert [m.body for m in (await storage.read("lost", None, 10)).messages] == ["stays"]
+        finally:
+            await storage.close()
 
     run(main)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -32,6 +34,7 @@ from tornado_lp.storage import (
 from tornado_lp.storage._sqlite_db import SCHEMA_VERSION
 from tornado_lp.storage.sqlite import SqliteStorage
 
+from . import lifecycle
 from .backends import run_open, scratch_db
 from .httpcase import AppCase, error_of
 from .serverproc import run_cli
@@ -233,6 +236,93 @@ def test_close_checkpoints_the_wal() -> None:
     assert rows(path, "SELECT count(*) FROM messages") == [(100,)]
 
 
+def test_expiries_tombstones_keys_and_alerts_survive_reopen() -> None:
+    path = scratch_db()
+    written = run(path, lifecycle.write)
+    run(path, lambda storage: lifecycle.check(storage, written))
+
+
+# -- schema migrations ----------------------------------------------------------
+
+#: The schema as tornado_lp with schema version 1 created it, verbatim.
+SCHEMA_V1 = (
+    "CREATE TABLE schema_version (version INTEGER NOT NULL)",
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE channels ("
+    " id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
+    " last_seq INTEGER NOT NULL, last_ts REAL NOT NULL, first_seq INTEGER NOT NULL)",
+    "CREATE TABLE messages ("
+    " channel INTEGER NOT NULL, seq INTEGER NOT NULL, ts REAL NOT NULL, body TEXT NOT NULL,"
+    " PRIMARY KEY (channel, seq)) WITHOUT ROWID",
+)
+
+
+def _v1_db(path: str) -> float:
+    """A file as version 1 wrote it: channel "old" kept seqs 3..5 of 5 (1, 2 trimmed)."""
+    ts = time.time() - 60
+    with sqlite3.connect(path) as conn:
+        for statement in SCHEMA_V1:
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_version VALUES (1)")
+        conn.execute("INSERT INTO meta VALUES ('epoch', '00000000000000aa')")
+        conn.execute("INSERT INTO channels VALUES (1, 'old', 5, ?, 3)", (ts + 5,))
+        conn.execute("INSERT INTO channels VALUES (2, 'empty', 2, ?, 3)", (ts,))
+        conn.executemany(
+            "INSERT INTO messages VALUES (1, ?, ?, ?)",
+            [(seq, ts + seq, f"old {seq}") for seq in (3, 4, 5)],
+        )
+    return ts
+
+
+def test_a_version_1_database_is_migrated_and_keeps_its_messages(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    path = scratch_db()
+    ts = _v1_db(path)
+
+    async def scenario(storage: SqliteStorage) -> None:
+        assert storage.epoch == "00000000000000aa"
+        chunk = await storage.read("old", 0, 10)
+        assert [(m.seq, m.body, m.ts) for m in chunk.messages] == [
+            (seq, f"old {seq}", ts + seq) for seq in (3, 4, 5)
+        ]
+        assert (chunk.first_seq, chunk.last_seq, chunk.end) == (3, 5, 5)
+        assert chunk.messages[0].encoded == (
+            f'{{"id":"00000000000000aa-3","channel":"old","body":"old 3","ts":{ts + 3!r}}}'
+        )
+        empty = await storage.read("empty", 1, 10)
+        assert (empty.messages, empty.first_seq, empty.last_seq) == ([], 3, 2)
+        # The new features work on the old rows.
+        await storage.retract("old", 4)
+        keyed = await storage.append("old", "new", key="k", expires=time.time() + HOUR)
+        assert keyed.seq == 7
+        chunk = await storage.read("old", None, 10)
+        assert [m.seq for m in chunk.messages] == [3, 5, 7]
+
+    caplog.set_level(logging.WARNING, logger="tornado_lp")
+    run(path, scenario)
+    assert any("from schema version 1 to 2" in r.getMessage() for r in caplog.records)
+    assert rows(path, "SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
+    caplog.clear()
+
+    async def again(storage: SqliteStorage) -> None:
+        chunk = await storage.read("old", 0, 10)
+        assert [m.seq for m in chunk.messages] == [3, 5, 6, 7]
+        assert chunk.messages[-1].key == "k"
+
+    run(path, again)
+    assert not any("schema version" in r.getMessage() for r in caplog.records)
+
+
+def test_a_fresh_database_has_the_migrated_schema() -> None:
+    fresh, migrated = scratch_db(), scratch_db()
+    run(fresh, lambda storage: storage.channel_count())
+    _v1_db(migrated)
+    run(migrated, lambda storage: storage.channel_count())
+    schema = "SELECT type, name, sql FROM sqlite_master ORDER BY name"
+    assert rows(fresh, schema) == rows(migrated, schema)
+
+
 # -- group commit --------------------------------------------------------------
 
 
@@ -329,6 +419,67 @@ def test_expired_messages_are_deleted_by_the_sweep_without_a_publish() -> None:
         assert (chunk.messages, chunk.first_seq, chunk.last_seq) == ([], 4, 3)
 
     run(path, scenario, limits=Limits(max_age=0.1))
+
+
+def test_expired_rows_are_deleted_by_the_sweep_and_leave_holes() -> None:
+    path = scratch_db()
+
+    async def scenario(storage: SqliteStorage) -> None:
+        await storage.append("x", "stays")
+        soon = await storage.append("x", "soon", expires=time.time() + 0.2)
+        await storage.append("x", "stays too")
+        count = "SELECT count(*) FROM messages"
+        assert rows(path, count) == [(3,)]
+        # Deleted by the worker on its own, without a publish or a read.
+        deadline = time.monotonic() + 10
+        while rows(path, count) != [(2,)]:
+            assert time.monotonic() < deadline, "the expired row was not deleted"
+            await asyncio.sleep(0.02)
+        assert soon.expires is not None and time.time() >= soon.expires
+        assert rows(path, "SELECT first_seq, floor, last_seq FROM channels") == [(1, 1, 3)]
+        chunk = await storage.read("x", 0, 10)
+        assert ([m.body for m in chunk.messages], chunk.first_seq) == (["stays", "stays too"], 1)
+
+    run(path, scenario)
+
+
+def test_lifecycle_statements_use_their_indexes() -> None:
+    """Keys, alerts and expiries are found through partial indexes, never by a channel scan."""
+    path = scratch_db()
+
+    async def scenario(storage: SqliteStorage) -> None:
+        statements = await trace(storage)
+        await storage.append("i", "alert", priority="alert")
+        for i in range(12):
+            await storage.append("i", f"m{i}", key=f"k{i % 3}")
+        await storage.read("i", None, 2)  # two keyed messages, then the alert is looked up
+        await storage.append("i", "expiring", expires=time.time() - 1)
+        deadline = time.monotonic() + 10
+        while rows(path, "SELECT count(*) FROM messages WHERE expires IS NOT NULL") != [(0,)]:
+            assert time.monotonic() < deadline, "the sweep did not delete the expired row"
+            await asyncio.sleep(0.02)
+        wanted = {
+            "UPDATE messages INDEXED BY messages_keys": "USING INDEX messages_keys",
+            "SELECT seq, ts, body, expires, alert, key, retract FROM messages INDEXED BY"
+            " messages_alerts": "USING INDEX messages_alerts",
+            "DELETE FROM messages WHERE (channel, seq) IN": "INDEX messages_expiring",
+        }
+
+        def plans(conn: sqlite3.Connection) -> dict[str, str]:
+            found = {}
+            for sql in set(statements):
+                for start in wanted:
+                    if sql.startswith(start):
+                        plan = conn.execute("EXPLAIN QUERY PLAN " + sql).fetchall()
+                        found[start] = " ".join(row[3] for row in plan)
+            return found
+
+        found = await storage._on_connection(plans)
+        assert set(found) == set(wanted), found
+        for start, use in wanted.items():
+            assert use in found[start], (start, found[start])
+
+    run(path, scenario)
 
 
 # -- the hub over SQLite ---------------------------------------------------------

@@ -49,7 +49,9 @@ class SeedUpdateHandler(JSONHandler):
         result = await self.held_poll(SEED_CHANNEL, cursor, timeout, protocol.MAX_LIMIT)
         if result is None:
             return
-        page = "".join(f"<div>{html.escape(m.body)}</div>" for m in result.messages)
+        page = "".join(
+            f"<div>{html.escape(m.body)}</div>" for m in result.messages if m.body is not None
+        )
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.set_header("X-Content-Type-Options", "nosniff")
         self.finish(json_encode({"html": page, "id": result.cursor}))

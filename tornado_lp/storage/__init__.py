@@ -9,9 +9,11 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from .base import (
+    PRIORITIES,
     ChannelLimitError,
     Limits,
     Message,
+    NotRetained,
     Slice,
     Storage,
     StorageConfigError,
@@ -21,10 +23,12 @@ from .base import (
 from .memory import MemoryStorage
 
 __all__ = [
+    "PRIORITIES",
     "ChannelLimitError",
     "Limits",
     "MemoryStorage",
     "Message",
+    "NotRetained",
     "Slice",
     "Storage",
     "StorageConfigError",

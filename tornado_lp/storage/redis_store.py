@@ -1,8 +1,9 @@
 """Redis storage: many processes and machines serving the same channels.
 
-Each channel is a Redis Stream; appends and reads are single Lua scripts
-(see :mod:`._redis_lua`), so a slice is consistent and a failed publish stores
-nothing. Every append also ``PUBLISH``-es the channel name on ``<prefix>notify``.
+Each channel is a Redis Stream; appends, retractions and reads are single Lua
+scripts (see :mod:`._redis_lua`), so a slice is consistent and a failed publish
+stores nothing. Every append and retraction also ``PUBLISH``-es the channel
+name on ``<prefix>notify``.
 
 One pub/sub connection per process listens there and calls the hub's
 ``wake(channel)`` (registered through :meth:`RedisStorage.watch`); after it
@@ -49,6 +50,8 @@ from .base import (
     Storage,
     StorageConfigError,
     StorageUnavailable,
+    check_fields,
+    not_retained,
 )
 
 __all__ = ["DEFAULT_PREFIX", "RedisStorage"]
@@ -104,6 +107,7 @@ class RedisStorage(Storage):
         self._notify = prefix + "notify"
         self._append = self._client.register_script(_redis_lua.APPEND)
         self._read = self._client.register_script(_redis_lua.READ)
+        self._retract = self._client.register_script(_redis_lua.RETRACT)
         self._get_epoch = self._client.register_script(_redis_lua.EPOCH)
         self._max_age_us = (
             max(1, round(limits.max_age * 1e6)) if limits and limits.max_age else 0
@@ -119,6 +123,14 @@ class RedisStorage(Storage):
 
     def _stream_key(self, channel: str) -> str:
         return f"{self.prefix}s:{channel}"
+
+    def _keys(self, channel: str) -> list[str]:
+        """The KEYS of the APPEND, READ and RETRACT scripts (:data:`._redis_lua.KEY_NAMES`)."""
+        prefix = self.prefix
+        return [
+            f"{prefix}{name}{channel}" if name.endswith(":") else prefix + name
+            for name in _redis_lua.KEY_NAMES
+        ]
 
     # -- lifecycle -------------------------------------------------------
 
@@ -203,13 +215,25 @@ class RedisStorage(Storage):
 
     # -- storage operations ----------------------------------------------
 
-    async def append(self, channel: str, body: str) -> Message:
+    async def append(
+        self,
+        channel: str,
+        body: str,
+        *,
+        expires: float | None = None,
+        priority: str = "normal",
+        key: str | None = None,
+    ) -> Message:
+        if expires is not None or priority != "normal" or key is not None:
+            expires = check_fields(expires, priority, key)
         limits = self.limits
         reply = await self._run(
             self._append,
-            [self._epoch_key, self._seqs_key, self._stream_key(channel)],
+            self._keys(channel),
             [channel, body, limits.max_messages,
-             self._max_age_us, limits.max_channels, new_epoch(), self._notify],
+             self._max_age_us, limits.max_channels, new_epoch(), self._notify,
+             "" if expires is None else repr(expires), "1" if priority == "alert" else "",
+             key or ""],
         )
         epoch = self._set_epoch(_text(reply[0]))
         seq = int(reply[1])
@@ -218,20 +242,44 @@ class RedisStorage(Storage):
                 f"channel limit reached: the store already holds "
                 f"{limits.max_channels} channels (--max-channels)"
             )
-        return Message(epoch, channel, seq, body, int(reply[2]) / 1e6)
+        return Message(
+            epoch, channel, seq, body, int(reply[2]) / 1e6,
+            expires=expires, priority=priority, key=key,
+        )
+
+    async def retract(self, channel: str, seq: int) -> Message:
+        reply = await self._run(
+            self._retract,
+            self._keys(channel),
+            [channel, seq, self.limits.max_messages, self._max_age_us, new_epoch(),
+             self._notify],
+        )
+        epoch = self._set_epoch(_text(reply[0]))
+        tombstone = int(reply[1])
+        if tombstone == 0:
+            raise not_retained(_text(reply[2]), channel, seq)
+        return Message(epoch, channel, tombstone, None, int(reply[2]) / 1e6, retract=seq)
 
     async def read(self, channel: str, after: int | None, limit: int) -> Slice:
         start = "" if after is None else f"{after + 1}-0"
         reply = await self._run(
             self._read,
-            [self._epoch_key, self._seqs_key, self._stream_key(channel)],
+            self._keys(channel),
             [channel, start, limit, self._max_age_us, new_epoch()],
         )
         epoch = self._set_epoch(_text(reply[0]))
-        last_seq, retained = int(reply[1]), int(reply[2])
-        entries = reply[3] if after is not None else reversed(reply[3])
-        messages = [_message(epoch, channel, entry) for entry in entries]
-        return Slice(messages, last_seq, last_seq - retained + 1, epoch)
+        last_seq = int(reply[1])
+        if after is not None:
+            messages = [_message(epoch, channel, entry) for entry in reply[3]]
+            if len(reply) > 4:
+                end = int(reply[4])
+            else:  # no holes: the answer ends at its last entry, or covers everything
+                end = messages[-1].seq if len(messages) == limit and messages else last_seq
+        else:  # newest first, and the alert to show before them, if any
+            entries = [*reply[4:], *reversed(reply[3])]
+            messages = [_message(epoch, channel, entry) for entry in entries]
+            end = last_seq
+        return Slice(messages, last_seq, int(reply[2]), epoch, end)
 
     async def channel_count(self) -> int:
         return int(await self._run(self._client.hlen, self._seqs_key))
@@ -340,11 +388,24 @@ class RedisStorage(Storage):
 
 
 def _message(epoch: str, channel: str, entry: Any) -> Message:
+    """A Message from a stream entry (fields as :mod:`._redis_lua` describes)."""
     entry_id, fields = entry
     seq = int(entry_id.split(b"-", 1)[0])
+    if len(fields) == 4 and fields[2] == b"b":  # a plain message: t, b
+        return Message(epoch, channel, seq, fields[3].decode("utf-8"), int(fields[1]) / 1e6)
     values = dict(zip(fields[::2], fields[1::2], strict=True))
-    body = values[b"b"].decode("utf-8")
-    return Message(epoch, channel, seq, body, int(values[b"t"]) / 1e6)
+    ts = int(values[b"t"]) / 1e6
+    retract = values.get(b"r")
+    if retract is not None:
+        return Message(epoch, channel, seq, None, ts, retract=int(retract))
+    expires = values.get(b"e")
+    key = values.get(b"k")
+    return Message(
+        epoch, channel, seq, values[b"b"].decode("utf-8"), ts,
+        expires=None if expires is None else float(expires),
+        priority="alert" if values.get(b"p") == b"a" else "normal",
+        key=None if key is None else key.decode("utf-8"),
+    )
 
 
 def _check_url(url: str) -> None:

@@ -10,7 +10,10 @@ not ``aiosqlite``). The event loop puts jobs on a queue and awaits a future;
 the thread takes *everything* queued, commits all appends in it as one
 transaction (group commit: 50 concurrent publishers pay one commit, not 50),
 then resolves the futures with one wake-up of the loop. An append's future
-resolves only after its transaction committed, so a 201 means durable.
+resolves only after its transaction committed, so a 201 means durable; a
+retraction is one transaction of its own. Between jobs the worker sweeps:
+rows older than ``max_age``, and rows whose expiry passed (at most once a
+second, a bounded batch each time).
 ``Message`` objects (and their JSON) are built on the loop, keeping the
 worker's hold on the GIL short.
 
@@ -31,8 +34,16 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from ._sqlite_db import Database, Row
-from .base import Limits, Message, Slice, Storage, StorageConfigError, StorageUnavailable
+from ._sqlite_db import EXPIRY_PERIOD, AppendItem, Database, Row
+from .base import (
+    Limits,
+    Message,
+    Slice,
+    Storage,
+    StorageConfigError,
+    StorageUnavailable,
+    check_fields,
+)
 
 __all__ = ["SqliteStorage"]
 
@@ -45,8 +56,8 @@ SYNCHRONOUS = ("full", "normal")
 # Job kinds on the worker's queue.
 _APPEND, _CALL, _CLOSE = "append", "call", "close"
 
-#: One append waiting for the worker: channel, body, and the future of its (seq, ts).
-_Append = tuple[str, str, "asyncio.Future[tuple[int, float]]"]
+#: One append waiting for the worker: its fields, and the future of its (seq, ts).
+_Append = tuple[AppendItem, "asyncio.Future[tuple[int, float]]"]
 #: What the worker hands back: the future, its result, or the error to raise.
 _Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]
 
@@ -162,15 +173,34 @@ class SqliteStorage(Storage):
 
     # -- the contract ----------------------------------------------------
 
-    async def append(self, channel: str, body: str) -> Message:
+    async def append(
+        self,
+        channel: str,
+        body: str,
+        *,
+        expires: float | None = None,
+        priority: str = "normal",
+        key: str | None = None,
+    ) -> Message:
+        plain = expires is None and priority == "normal" and key is None
+        if not plain:
+            expires = check_fields(expires, priority, key)
         self._check_open()
         future: asyncio.Future[tuple[int, float]] = asyncio.get_running_loop().create_future()
-        self._appends.append((channel, body, future))
+        self._appends.append(((channel, body, expires, priority == "alert", key), future))
         if len(self._appends) == 1:
             # Appends made in this turn of the loop go to the worker as one job.
             asyncio.get_running_loop().call_soon(self._flush_appends)
         seq, ts = await future
-        return Message(self.epoch, channel, seq, body, ts)
+        if plain:
+            return Message(self.epoch, channel, seq, body, ts)
+        return Message(
+            self.epoch, channel, seq, body, ts, expires=expires, priority=priority, key=key
+        )
+
+    async def retract(self, channel: str, seq: int) -> Message:
+        tomb_seq, ts = await self._call(self._db.retract, channel, seq)
+        return Message(self.epoch, channel, tomb_seq, None, ts, retract=seq)
 
     def _flush_appends(self) -> None:
         batch, self._appends = self._appends, []
@@ -178,8 +208,8 @@ class SqliteStorage(Storage):
             self._queue.put(_Job(_APPEND, batch, None))
 
     async def read(self, channel: str, after: int | None, limit: int) -> Slice:
-        rows, last_seq, first_seq = await self._call(self._db.read, channel, after, limit)
-        return Slice(self._messages(channel, rows), last_seq, first_seq)
+        rows, last_seq, first_seq, end = await self._call(self._db.read, channel, after, limit)
+        return Slice(self._messages(channel, rows), last_seq, first_seq, end=end)
 
     async def channel_count(self) -> int:
         return await self._call(self._db.channel_count)
@@ -187,9 +217,21 @@ class SqliteStorage(Storage):
     async def ping(self) -> None:
         await self._call(self._db.ping)
 
-    def _messages(self, channel: str, rows: list[Row]) -> list[Message]:
+    def _messages(self, channel: str, rows: list[Any]) -> list[Message]:
         epoch = self.epoch
-        return [Message(epoch, channel, seq, body, ts) for seq, ts, body in rows]
+        if rows and len(rows[0]) == 3:  # a channel that only ever held plain messages
+            return [Message(epoch, channel, seq, body, ts) for seq, ts, body in rows]
+        typed: list[Row] = rows
+        return [
+            Message(epoch, channel, seq, body, ts)
+            if expires is None and not alert and key is None and retract is None
+            else Message(
+                epoch, channel, seq, None if retract is not None else body, ts,
+                expires=expires, priority="alert" if alert else "normal", key=key,
+                retract=retract,
+            )
+            for seq, ts, body, expires, alert, key, retract in typed
+        ]
 
     # -- the loop side of the worker -------------------------------------
 
@@ -238,10 +280,11 @@ class SqliteStorage(Storage):
         max_age = self.limits.max_age
         sweep_every = None if max_age is None else min(max(max_age / 4, 0.05), 60.0)
         next_sweep = time.monotonic()
+        next_expiry_sweep = 0.0  # monotonic; expired rows are deleted at most once a period
         running = True
         while running:
             try:
-                first = self._queue.get(timeout=sweep_every)
+                first = self._queue.get(timeout=self._idle_timeout(sweep_every, next_expiry_sweep))
             except queue.Empty:
                 first = None
             jobs = [] if first is None else [first]
@@ -266,6 +309,10 @@ class SqliteStorage(Storage):
             if sweep_every is not None and time.monotonic() >= next_sweep:
                 db.expire()
                 next_sweep = time.monotonic() + sweep_every
+            due = db.next_expiry
+            if due is not None and due <= time.time() and time.monotonic() >= next_expiry_sweep:
+                db.delete_expired()  # a bounded batch; what is left waits for the next period
+                next_expiry_sweep = time.monotonic() + EXPIRY_PERIOD
             if not running:
                 db.close()
                 outcomes.extend((job.future, None, None) for job in jobs
@@ -273,15 +320,24 @@ class SqliteStorage(Storage):
             if outcomes:
                 _deliver(outcomes)
 
+    def _idle_timeout(self, sweep_every: float | None, next_expiry_sweep: float) -> float | None:
+        """How long the worker may wait for a job before a sweep is due (None: forever)."""
+        timeouts = [] if sweep_every is None else [sweep_every]
+        due = self._db.next_expiry
+        if due is not None:
+            wall = due - time.time()
+            timeouts.append(max(wall, next_expiry_sweep - time.monotonic(), 0.0))
+        return min(timeouts) if timeouts else None
+
     def _append_all(self, appends: list[_Append]) -> None:
         """One transaction for every queued append, then one wake-up of the loop."""
         try:
-            results = self._db.append_many([(channel, body) for channel, body, _ in appends])
+            results = self._db.append_many([item for item, _ in appends])
         except Exception as error:  # a bug must not kill the worker and hang every caller
             log.exception("SQLite append failed")
             results = [StorageUnavailable(f"SQLite append failed: {error}")] * len(appends)
         outcomes: list[_Outcome] = []
-        for (_, _, future), result in zip(appends, results, strict=True):
+        for (_, future), result in zip(appends, results, strict=True):
             if isinstance(result, BaseException):
                 outcomes.append((future, None, result))
             else:
