@@ -10,6 +10,11 @@ reconnects it calls ``wake(None)`` so that held polls re-read what was
 published while notices could not arrive. It answers a heartbeat, so a
 silently dead connection is noticed within seconds.
 
+Every new connection first runs the server guard (:mod:`._redis_guard`),
+which gives the store a new epoch when Redis restarted or failed over and may
+have lost acknowledged messages. ``redis+sentinel://`` URLs find, and follow,
+the master through Redis Sentinel (:mod:`._redis_sentinel`).
+
 Outages: commands fail at once (no client-side retries that could store a
 message twice) and become :class:`StorageUnavailable`; one log line when Redis
 is lost, one when it is back. The module is named ``redis_store`` so that it
