@@ -7,6 +7,7 @@ Schema (version 1)::
 
     schema_version(version)                       one row; a later release migrates from it
     meta(key PRIMARY KEY, value)                  'epoch': the store's cursor epoch
+                                                  ('boot_id', 'clean', 'synchronous': _sqlite_boot)
     channels(id PRIMARY KEY, name UNIQUE,         one row per channel; last_seq survives
              last_seq, last_ts, first_seq)        trimming and restarts
     messages(channel, seq, ts, body,              WITHOUT ROWID: the rows are stored in
@@ -28,6 +29,7 @@ import time
 from collections.abc import Sequence
 
 from ..protocol import new_epoch
+from . import _sqlite_boot
 from .base import ChannelLimitError, Limits, StorageConfigError, StorageError, StorageUnavailable
 
 __all__ = ["SCHEMA_VERSION", "AppendResult", "Database", "Row"]
@@ -66,6 +68,7 @@ class Database:
         self.busy_timeout = busy_timeout
         self.conn: sqlite3.Connection | None = None
         self.epoch = ""
+        self._marked = False  # this run is recorded in meta: mark it clean on close
 
     # -- lifecycle -------------------------------------------------------
 
@@ -86,6 +89,9 @@ class Database:
             conn.execute("PRAGMA journal_mode = WAL").fetchone()
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             self.epoch = self._schema()
+            if path != ":memory:":  # a power cut under synchronous=normal: see _sqlite_boot
+                self.epoch = _sqlite_boot.opened(conn, self.synchronous, self.epoch)
+                self._marked = True
         except sqlite3.Error as error:
             self.close()
             hint = " (is its folder writable?)" if "unable to open" in str(error) else ""
@@ -143,6 +149,8 @@ class Database:
         try:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            if self._marked:
+                _sqlite_boot.closed_cleanly(conn)
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error:
             pass  # the file stays consistent; the next open replays the WAL
