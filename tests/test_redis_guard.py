@@ -335,3 +335,58 @@ def test_logs_name_the_server_without_its_password(
     lines = verdicts(caplog)
     assert any("nothing proves it kept" in line for line in lines), lines
     assert not any("s3cret" in line for line in lines), lines
+
+
+def test_appendfsync_always_keeps_the_epoch_only_with_proof_from_this_server(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with RedisServer(tmp_path, persistence="always") as redis:
+        keys = prefix()
+
+        async def main() -> None:
+            store = RedisStorage(redis.url, prefix=keys)
+            await store.open()
+            try:
+                first = await store.append("k", "one")
+                redis.stop()  # a clean restart: SHUTDOWN writes the AOF
+                redis.start()
+                second = await append(store, "k", "two")
+                assert second.id == f"{first.id.split('-')[0]}-2"
+                # The record no longer matches what this server wrote to its own AOF
+                # (as on a replica restarted as a master): no proof, so a new epoch.
+                assert redis.command("SET", keys + "server:self", "another") == b"+OK\r\n"
+                redis.kill()
+                redis.restart()
+                third = await append(store, "k", "three")
+                assert third.seq == 3 and third.id.split("-")[0] != first.id.split("-")[0]
+            finally:
+                await store.close()
+
+        asyncio.run(main())
+    lines = verdicts(caplog)
+    assert sum("appendfsync always: nothing acknowledged was lost" in x for x in lines) == 1
+    assert sum("nothing proves it kept" in x for x in lines) == 1
+
+
+def test_the_subscription_checks_the_server_too(tmp_path: Path) -> None:
+    """A process that only holds polls (no publish, no read) rotates the epoch on reconnect."""
+    with RedisServer(tmp_path, persistence="everysec") as redis:
+        keys = prefix()
+
+        async def main() -> None:
+            store = RedisStorage(redis.url, prefix=keys)
+            await store.open()
+            try:
+                before = store.epoch
+                redis.kill()
+                redis.restart()
+                deadline = time.monotonic() + 10
+                while store.epoch == before:  # the subscription reconnects by itself
+                    assert time.monotonic() < deadline, "the subscription did not check"
+                    await asyncio.sleep(0.02)
+                stored = redis.command("GET", keys + "epoch").split(b"\r\n")[1].decode()
+                assert stored == store.epoch
+            finally:
+                await store.close()
+
+        asyncio.run(main())
