@@ -187,6 +187,7 @@ def test_a_promoted_replica_gets_a_new_epoch_even_with_appendfsync_always(
                 await on_master.open()
                 first = await on_master.append("p", "one")
                 await on_master.close()
+                assert master.command("WAIT", "1", "10000") == b":1\r\n"  # the replica has it
                 # A replica cannot serve the store: one clear error, at once.
                 with pytest.raises(StorageConfigError, match="is a replica"):
                     await RedisStorage(replica.url, prefix=keys, connect_timeout=30).open()

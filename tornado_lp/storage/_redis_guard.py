@@ -69,7 +69,7 @@ end
 local replid = field(repl, 'master_replid')
 local promoted = field(repl, 'second_repl_offset') ~= '-1'
 local aof = field(redis.call('INFO', 'persistence'), 'aof_enabled') == '1'
-local durable = (aof and ARGV[2] == 'always' and not promoted) and '1' or '0'
+local durable = (aof and ARGV[2] == 'always') and '1' or '0'
 local epoch = redis.call('GET', KEYS[1])
 local rec = redis.call('HMGET', KEYS[2], 'run_id', 'replid', 'durable')
 local verdict
@@ -79,7 +79,7 @@ elseif rec[1] == run_id and (rec[2] == replid or not promoted) then
   verdict = 'same'
 elseif not rec[1] and ARGV[3] == run_id and ARGV[4] == replid then
   verdict = 'adopted'
-elseif rec[1] and durable == '1' and rec[3] == '1'
+elseif rec[1] and not promoted and durable == '1' and rec[3] == '1'
     and redis.call('GET', KEYS[3]) == rec[1] then
   verdict = 'kept'
 elseif rec[1] then
@@ -131,13 +131,24 @@ class ServerGuard:
         self._checked = ("", "")  # run_id, replid of the last server checked
 
     async def on_connect(self, connection: AbstractConnection) -> None:
-        """Handshake (AUTH, SELECT), then check the server; raises :class:`ReplicaError`."""
-        await connection.on_connect()
-        appendfsync = await _appendfsync(connection)
-        reply = await _command(
-            connection, "EVAL", GUARD, len(self.keys), *self.keys,
-            new_epoch(), appendfsync, *self._checked,
-        )
+        """Handshake (AUTH, SELECT), then check the server; raises :class:`ReplicaError`.
+
+        A connection that the server closes meanwhile raises redis-py's
+        ``ConnectionError``, as a lost connection does anywhere else.
+        """
+        try:
+            await connection.on_connect()
+            appendfsync = await _appendfsync(connection)
+            reply = await _command(
+                connection, "EVAL", GUARD, len(self.keys), *self.keys,
+                new_epoch(), appendfsync, *self._checked,
+            )
+        except (OSError, RuntimeError) as error:
+            # A server dying as we connect: uvloop raises RuntimeError ("the handler is
+            # closed") for a write on a transport the peer has already reset.
+            raise RedisConnectionError(
+                f"redis at {self.where} closed the connection during the check: {error}"
+            ) from None
         epoch, verdict, previous, run_id, extra = (_text(part) for part in reply)
         if verdict == "replica":
             raise ReplicaError(
