@@ -1,4 +1,4 @@
-"""``python -m bench``: run every scenario against every available target."""
+"""``python -m bench``: run every scenario against every available target, then judge."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import report
+from . import judge, report
 from .client import loop_factory, raise_nofile_limit
 from .scenarios import Result, Spec, run_scenario
-from .targets import Target, TargetUnavailable, all_targets
+from .targets import ACCESS_LOG_OFF, Target, TargetUnavailable, all_targets
 
 FULL: list[Spec] = [
     Spec("fanout", "fanout N=1000 M=100 R=10", "fanout-a", pollers=1000, messages=100, rate=10),
@@ -35,6 +35,17 @@ FULL: list[Spec] = [
         pollers=50,
         messages=5000,
         publishers=50,
+    ),
+    Spec("sse", "sse-fanout N=1000 M=100 R=10", "sse-fanout", pollers=1000, messages=100, rate=10),
+    Spec("sse-hold", "sse-hold N=5000 10 s", "sse-hold", pollers=5000, hold_s=10),
+    Spec(
+        "sse",
+        "sse-16ch N=1000 x16 M=160 R=10",
+        "sse-16ch",
+        pollers=1000,
+        messages=160,
+        rate=10,
+        channels=16,
     ),
 ]
 
@@ -53,6 +64,17 @@ QUICK: list[Spec] = [
         pollers=50,
         messages=1000,
         publishers=50,
+    ),
+    Spec("sse", "sse-fanout N=200 M=20 R=10", "sse-fanout", pollers=200, messages=20, rate=10),
+    Spec("sse-hold", "sse-hold N=1000 1.5 s", "sse-hold", pollers=1000, hold_s=1.5),
+    Spec(
+        "sse",
+        "sse-16ch N=200 x16 M=32 R=10",
+        "sse-16ch",
+        pollers=200,
+        messages=32,
+        rate=10,
+        channels=16,
     ),
 ]
 
@@ -80,10 +102,12 @@ def _machine() -> dict[str, Any]:
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python -m bench", description="tornado_lp vs Nchan vs the Tornado floor"
+        prog="python -m bench",
+        description="tornado_lp beside the seed, Nchan and the Tornado floors; "
+        "judges the targets of issues 11 and 12",
     )
     p.add_argument(
-        "--quick", action="store_true", help="small sizes, every scenario, under two minutes"
+        "--quick", action="store_true", help="small sizes, every scenario and target, a few minutes"
     )
     p.add_argument(
         "--repeat", type=int, default=None, help="runs per target x scenario (full: 3, quick: 1)"
@@ -102,7 +126,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="ARGS",
-        help="also run tornado_lp memory with these options, interleaved (A/B a change)",
+        help="also run tornado_lp memory with these options, interleaved (A/B a change); "
+        f"'{ACCESS_LOG_OFF}' runs on fanout-a even without this",
     )
     p.add_argument(
         "--scenarios", default="", help="comma list of roles/kinds to run (e.g. fanout-a,hold)"
@@ -132,7 +157,7 @@ async def _run(args: argparse.Namespace, specs: list[Spec], targets: list[Target
         for run in range(1, args.repeat + 1)
         for spec in specs
         for target in targets
-        if target.long_polls or spec.kind == "fanout"
+        if target.runs(spec)
     ]
     results: list[Result] = []
     for i, (run, spec, target) in enumerate(plan, 1):
@@ -191,12 +216,16 @@ def main(argv: list[str] | None = None) -> int:
         f"(lost/dup/ooo: worst run); {time.monotonic() - started:.0f} s in all.\n"
     )
     print(report.markdown_table(rows))
+    verdicts = judge.verdicts(rows)
+    print("\n### Targets of issues 12 and 11, judged by this run\n")
+    print(judge.markdown_verdicts(verdicts))
     print("\n### Issue 7 targets\n")
     print(report.markdown_checks(report.checks(rows)))
     if args.json:
         with args.json.open("w") as stream:
             report.write_jsonl(results, stream, {**machine, "aggregate": False})
             report.write_jsonl(rows, stream, {**machine, "aggregate": True})
+            judge.write_verdicts(verdicts, stream, machine)
     if args.plot and not args.no_plot:
         if report.plot(rows, args.plot):
             _log(f"plot saved to {args.plot}")

@@ -85,8 +85,9 @@ _COLUMNS: list[tuple[str, str]] = [
     ("server_cpu_s", "srv CPU s"),
     ("per_msg", "srv µs/msg"),
     ("peak_rss_mib", "peak RSS MiB"),
-    ("rss_per_held_kib", "KiB/held poll"),
+    ("rss_per_held_kib", "KiB/held"),
     ("idle_cpu_s", "idle CPU s"),
+    ("heartbeats", "hb"),
     ("wake_all_ms", "wake-all ms"),
     ("publish", "pub/s (p50/p99 ms)"),
     ("client_cpu_s", "client CPU s"),
@@ -112,7 +113,7 @@ def _cell(r: Result, key: str) -> str:
             return _fmt(r.cpu_us_per_delivery)
         return f"{_fmt(r.cpu_us_per_publish)} /pub" if r.cpu_us_per_publish is not None else "-"
     if key == "publish":
-        if r.publish_rate is None or r.kind in ("hold",):
+        if r.publish_rate is None or r.kind in ("hold", "sse-hold"):
             return "-"
         return f"{_fmt(r.publish_rate)} ({_fmt(r.publish_p50_ms, 2)}/{_fmt(r.publish_p99_ms, 2)})"
     if key == "rss_per_held_kib":

@@ -1,10 +1,13 @@
-"""The scenarios of issue 7, each bounded in time and count.
+"""The long-poll scenarios (issues 7 and 12), each bounded in time and count.
 
 * ``stream``: N pollers on one channel while P publishers send M messages, at
   R messages/s in all (R = 0: as fast as the server answers). This one runner
   is ``fanout`` (P=1, paced), ``burst`` (N=50, P=8 in flight, unpaced) and
   ``publish`` (N=0 or N=50 held pollers, P=1 or 50, unpaced).
 * ``hold``: N idle held polls for a while, then one publish.
+
+The stream scenarios (``sse``, ``sse-hold``) live in ``streams.py`` and are
+dispatched from ``run_scenario`` here.
 
 Every body is ``<seq>:<monotonic_ns>``, taken just before the publish is sent,
 so latency is receipt - publish on this process's monotonic clock. A server
@@ -17,32 +20,45 @@ import asyncio
 import itertools
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .client import Connection, ProtocolError
 from .procstat import client_cpu_seconds
-from .targets import Subscriber, Target
+from .targets import STREAM_KINDS, Subscriber, Target
 
-__all__ = ["Result", "Spec", "run_scenario"]
+__all__ = [
+    "SETTLE_S",
+    "Publishers",
+    "Result",
+    "Spec",
+    "Tracker",
+    "drain_s",
+    "finish_latency",
+    "finish_publish",
+    "percentile",
+    "run_scenario",
+]
 
 _POLL_HOLD_S = 55.0  # below tornado_lp's default --poll-timeout-max of 60
-_SETTLE_S = 0.25  # after the last delivery (and its re-polls), before CPU is read
+SETTLE_S = 0.25  # after the last delivery (and its re-polls), before CPU is read
 
 
 @dataclass(frozen=True)
 class Spec:
     """One scenario with its sizes; ``role`` names it for the target checks."""
 
-    kind: str  # "fanout" | "burst" | "publish" | "hold"
+    kind: str  # "fanout" | "burst" | "publish" | "hold" | "sse" | "sse-hold"
     label: str
     role: str
-    pollers: int = 0
+    pollers: int = 0  # for streams: open streams
     messages: int = 0
     rate: float = 0.0
     publishers: int = 1
     hold_s: float = 0.0
+    #: channels per stream (sse only); publishes go round-robin over them
+    channels: int = 1
     time_limit_s: float = 120.0
 
     @property
@@ -53,6 +69,7 @@ class Spec:
             "rate": self.rate,
             "publishers": self.publishers,
             "hold_s": self.hold_s,
+            "channels": self.channels,
         }
 
 
@@ -66,8 +83,10 @@ class Result:
     params: dict[str, Any]
     expected: int = 0
     delivered: int = 0
-    #: answers that carried messages; delivered / answers is the batching
+    #: answers that carried messages (streams: reads that did); delivered / answers is the batching
     answers: int = 0
+    #: acknowledged publishes
+    published: int = 0
     lost: int = 0
     duplicates: int = 0
     out_of_order: int = 0
@@ -88,6 +107,12 @@ class Result:
     publish_p99_ms: float | None = None
     client_cpu_s: float | None = None
     duration_s: float | None = None
+    #: streams: comment lines (heartbeats) received in the measured window
+    heartbeats: int | None = None
+    #: streams: events without an ``id:`` (counted where the protocol requires one)
+    events_without_id: int | None = None
+    #: streams: streams the server closed before the scenario ended
+    streams_closed: int | None = None
     #: 1-minute load average when the run started: other work on the machine skews CPU figures.
     loadavg: float | None = None
     notes: list[str] = field(default_factory=list)
@@ -160,15 +185,20 @@ async def _poll_forever(sub: Subscriber, idx: int, tracker: Tracker, failures: l
             tracker.record(idx, bodies, received_ns)
 
 
-class _Publishers:
-    """P publisher connections drawing sequence numbers from one counter."""
+class Publishers:
+    """P publisher connections drawing sequence numbers from one counter;
+    message ``seq`` goes to ``channels[(seq - 1) % len(channels)]``."""
 
     def __init__(
-        self, target: Target, conns: list[Connection], channel: str, tracker: Tracker
+        self,
+        target: Target,
+        conns: list[Connection],
+        channels: str | Sequence[str],
+        tracker: Tracker,
     ) -> None:
         self.target = target
         self.conns = conns
-        self.channel = channel
+        self.channels = [channels] if isinstance(channels, str) else list(channels)
         self.tracker = tracker
         self.ok = 0
         self.failed = 0
@@ -191,10 +221,11 @@ class _Publishers:
                     if delay > 0:
                         await asyncio.sleep(delay)
                 self.tracker.publisher_of[seq] = pub_id
+                channel = self.channels[(seq - 1) % len(self.channels)]
                 sent_ns = time.monotonic_ns()
                 try:
                     resp = await conn.request(
-                        self.target.publish_request(self.channel, f"{seq}:{sent_ns}")
+                        self.target.publish_request(channel, f"{seq}:{sent_ns}")
                     )
                 except (ConnectionError, ProtocolError, OSError) as exc:
                     self.failed += 1
@@ -249,14 +280,14 @@ async def _wait_repolled(
         result.notes.append(f"after the last delivery: {note}")
 
 
-def _drain_s(spec: Spec) -> float:
+def drain_s(spec: Spec) -> float:
     """How long to wait for deliveries after the last publish: 10 s plus 1 ms per
     expected delivery, about 4x what the slowest target (the floor) needs alone;
     other work on the machine can take more than half of its CPU."""
     return 10 + spec.pollers * max(spec.messages, 1) * 1e-3
 
 
-def _finish_latency(result: Result, tracker: Tracker) -> None:
+def finish_latency(result: Result, tracker: Tracker) -> None:
     lat = sorted(tracker.latencies_ns)
     if lat:
         result.lat_p50_ms = percentile(lat, 0.50) / 1e6
@@ -272,7 +303,8 @@ def _finish_latency(result: Result, tracker: Tracker) -> None:
         result.notes.append(f"{tracker.foreign} bodies not in <seq>:<ns> form")
 
 
-def _finish_publish(result: Result, pubs: _Publishers) -> None:
+def finish_publish(result: Result, pubs: Publishers) -> None:
+    result.published = pubs.ok
     elapsed = (pubs.finished_ns - pubs.started_ns) / 1e9
     if pubs.ok and elapsed > 0:
         result.publish_rate = pubs.ok / elapsed
@@ -301,28 +333,28 @@ async def _stream(target: Target, spec: Spec, result: Result, channel: str) -> N
             if note:
                 result.notes.append(note)
         pub_conns = await target.connect(spec.publishers)
-        pubs = _Publishers(target, pub_conns, channel, tracker)
+        pubs = Publishers(target, pub_conns, channel, tracker)
         tree = target.tree
         cpu0, client0, t0 = tree.cpu_seconds(), client_cpu_seconds(), time.monotonic()
         await pubs.run(spec.messages, spec.rate, t0 + spec.time_limit_s)
         tracker.expected = spec.pollers * pubs.ok
         tracker.check_done()
-        drain = _drain_s(spec)
+        drain = drain_s(spec)
         try:
             await asyncio.wait_for(tracker.done.wait(), drain)
         except TimeoutError:
             result.notes.append(f"not all delivered {drain:.0f} s after the last publish")
         if spec.pollers:
             await _wait_repolled(target, control, channel, spec.pollers, result)
-        await asyncio.sleep(_SETTLE_S)
+        await asyncio.sleep(SETTLE_S)
         cpu1, client1, t1 = tree.cpu_seconds(), client_cpu_seconds(), time.monotonic()
         result.expected = tracker.expected
         result.server_cpu_s = cpu1 - cpu0
         result.client_cpu_s = client1 - client0
         result.duration_s = t1 - t0
         result.peak_rss_mib = tree.peak_rss_kib() / 1024
-        _finish_latency(result, tracker)
-        _finish_publish(result, pubs)
+        finish_latency(result, tracker)
+        finish_publish(result, pubs)
         if tracker.delivered:
             result.cpu_us_per_delivery = result.server_cpu_s / tracker.delivered * 1e6
         if pubs.ok:
@@ -374,19 +406,19 @@ async def _floor_fanout(target: Target, spec: Spec, result: Result) -> None:
             event.set()
         tracker.expected = spec.pollers * spec.messages
         tracker.check_done()
-        drain = _drain_s(spec)
+        drain = drain_s(spec)
         try:
             await asyncio.wait_for(tracker.done.wait(), drain)
         except TimeoutError:
             result.notes.append(f"not all answered {drain:.0f} s after the last round")
-        await asyncio.sleep(_SETTLE_S)
+        await asyncio.sleep(SETTLE_S)
         cpu1, client1, t1 = tree.cpu_seconds(), client_cpu_seconds(), time.monotonic()
         result.expected = tracker.expected
         result.server_cpu_s = cpu1 - cpu0
         result.client_cpu_s = client1 - client0
         result.duration_s = t1 - t0
         result.peak_rss_mib = tree.peak_rss_kib() / 1024
-        _finish_latency(result, tracker)
+        finish_latency(result, tracker)
         if tracker.delivered:
             result.cpu_us_per_delivery = result.server_cpu_s / tracker.delivered * 1e6
         result.errors += errors + len(failures)
@@ -425,7 +457,7 @@ async def _hold(target: Target, spec: Spec, result: Result, channel: str) -> Non
         await asyncio.sleep(spec.hold_s)
         cpu_idle_end = tree.cpu_seconds()
         result.idle_cpu_s = cpu_idle_end - cpu0
-        pubs = _Publishers(target, pub_conns, channel, tracker)
+        pubs = Publishers(target, pub_conns, channel, tracker)
         await pubs.run(1, 0.0, time.monotonic() + 30)
         tracker.expected = spec.pollers * pubs.ok
         tracker.check_done()
@@ -436,15 +468,15 @@ async def _hold(target: Target, spec: Spec, result: Result, channel: str) -> Non
         if tracker.delivered:
             result.wake_all_ms = (tracker.last_receipt_ns - pubs.started_ns) / 1e6
         await _wait_repolled(target, control, channel, spec.pollers, result)
-        await asyncio.sleep(_SETTLE_S)
+        await asyncio.sleep(SETTLE_S)
         cpu1, client1, t1 = tree.cpu_seconds(), client_cpu_seconds(), time.monotonic()
         result.expected = tracker.expected
         result.server_cpu_s = cpu1 - cpu0
         result.client_cpu_s = client1 - client0
         result.duration_s = t1 - t0
         result.peak_rss_mib = tree.peak_rss_kib() / 1024
-        _finish_latency(result, tracker)
-        _finish_publish(result, pubs)
+        finish_latency(result, tracker)
+        finish_publish(result, pubs)
         if tracker.delivered:
             result.cpu_us_per_delivery = (cpu1 - cpu_idle_end) / tracker.delivered * 1e6
         result.errors += sum(s.errors for s in subs) + len(failures)
@@ -485,9 +517,13 @@ async def run_scenario(
     result.loadavg = os.getloadavg()[0]
     channel = f"bench-{spec.kind}-{run}"
     body: Callable[[], Awaitable[None]]
-    if spec.kind == "hold":
+    if spec.kind in STREAM_KINDS:
+        from .streams import run_stream
+
+        body = lambda: run_stream(target, spec, result, channel)  # noqa: E731
+    elif spec.kind == "hold":
         body = lambda: _hold(target, spec, result, channel)  # noqa: E731
-    elif not target.long_polls:
+    elif target.fixed_answers:
         body = lambda: _floor_fanout(target, spec, result)  # noqa: E731
     else:
         body = lambda: _stream(target, spec, result, channel)  # noqa: E731

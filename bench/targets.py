@@ -1,13 +1,17 @@
 """The servers the benchmark drives, each started and stopped on 127.0.0.1.
 
-* ``TornadoLP``: ``python -m tornado_lp`` with a storage URL (memory, SQLite).
+* ``TornadoLP``: ``python -m tornado_lp`` with a storage URL (memory, SQLite, Redis).
+* ``Seed``: ``python -m bench.seed_gevent``, the seed's gevent server ported to Python 3.
 * ``Floor``: ``python -m bench.floor``, a bare Tornado RequestHandler.
+* ``SSEFloor``: ``python -m bench.sse_floor``, a RequestHandler per SSE stream.
 * ``Nchan``: nginx with the nchan module, one worker, config written to a
-  temporary directory at run time.
+  temporary directory at run time (long-poll and EventSource subscribers).
 
 A target also knows how to speak its protocol: ``subscriber()`` returns an
 object whose ``poll()`` performs one long-poll round trip and returns the
-message bodies it delivered; ``publish_request()`` encodes one publish.
+message bodies it delivered; ``publish_request()`` encodes one publish;
+``stream_path()`` and ``stream_body()`` are the event-stream side. ``runs()``
+says which scenarios a target takes part in.
 """
 
 from __future__ import annotations
@@ -28,18 +32,29 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlencode
 
 from .client import Connection, open_connections, request_bytes
 from .procstat import ProcessTree
+from .sse import SSEEvent
+
+if TYPE_CHECKING:
+    from .scenarios import Spec
 
 __all__ = [
+    "ACCESS_LOG_OFF",
+    "STREAM_KINDS",
     "Floor",
     "Nchan",
+    "SSEFloor",
+    "Seed",
     "Subscriber",
     "Target",
     "TargetUnavailable",
     "TornadoLP",
     "all_targets",
+    "parse_seed_answer",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +63,10 @@ NCHAN_MODULE_PATHS = (
     Path("/usr/share/nginx/modules/ngx_nchan_module.so"),
 )
 _URL = re.compile(rb"http://127\.0\.0\.1:(\d+)/")
+#: Scenario kinds that open event streams instead of long-polls.
+STREAM_KINDS = frozenset({"sse", "sse-hold"})
+#: The tornado_lp options of the access-log A/B (``python -m bench`` runs them on fanout-a).
+ACCESS_LOG_OFF = "--log-level WARNING"
 
 
 def _free_port() -> int:
@@ -96,8 +115,14 @@ class Subscriber(ABC):
 
 class Target(ABC):
     name: str
-    #: False for the floor, which answers at once and has no channels.
+    #: False for the floors, which answer at once or only stream, and store nothing.
     long_polls: bool = True
+    #: True for the floor: one fixed answer per GET (it runs fanout only).
+    fixed_answers: bool = False
+    #: True when the target serves event streams (``stream_path``).
+    streams: bool = False
+    #: The scenario roles this target runs (None: every one it can).
+    roles: frozenset[str] | None = None
 
     def __init__(self) -> None:
         self.host = "127.0.0.1"
@@ -176,7 +201,31 @@ class Target(ABC):
         path = self._tmp / "stderr.log"
         return path.read_text(errors="replace")[-chars:] if path.exists() else ""
 
+    def runs(self, spec: Spec) -> bool:
+        """Whether this target takes part in ``spec``."""
+        if self.roles is not None and spec.role not in self.roles:
+            return False
+        if spec.kind in STREAM_KINDS:
+            return self.streams
+        if spec.kind == "fanout":
+            return self.long_polls or self.fixed_answers
+        return self.long_polls
+
     # -- protocol ----------------------------------------------------------
+    def stream_path(self, channels: Sequence[str]) -> str:
+        """The path of one event stream on ``channels``."""
+        raise NotImplementedError(f"{self.name} does not stream")
+
+    def stream_body(self, event: SSEEvent) -> str | None:
+        """The published body an event carries (None: not a message event)."""
+        if event.type != "message":
+            return None
+        body = json.loads(event.data)["body"]
+        return str(body)
+
+    #: True when every event must carry a non-empty ``id:`` (tornado_lp's protocol).
+    stream_ids_required: bool = False
+
     def subscriber(self, conn: Connection, channel: str, hold_s: float) -> Subscriber:
         raise NotImplementedError(f"{self.name} does not long-poll")
 
@@ -195,6 +244,10 @@ class Target(ABC):
 
     async def held_polls(self, conn: Connection, channel: str) -> int | None:
         """How many polls the server holds on ``channel`` (None: cannot tell)."""
+        return None
+
+    async def stream_count(self, conn: Connection, channel: str) -> int | None:
+        """How many event streams the server has open on ``channel`` (None: cannot tell)."""
         return None
 
 
@@ -244,6 +297,9 @@ class TornadoLP(Target):
         self.uvloop = uvloop
         self.name = f"tornado_lp {storage}"
         self.storage_module = storage
+        # Streams are measured on memory only (the issues compare that).
+        self.streams = storage == "memory"
+        self.stream_ids_required = True
         self._redis: subprocess.Popen[bytes] | None = None
         self._redis_port = 0
 
@@ -332,6 +388,9 @@ class TornadoLP(Target):
     def subscriber(self, conn: Connection, channel: str, hold_s: float) -> Subscriber:
         return _LPSubscriber(conn, channel, hold_s)
 
+    def stream_path(self, channels: Sequence[str]) -> str:
+        return f"/events?channel={','.join(channels)}"
+
     def probe_request(self) -> bytes:
         return request_bytes("GET", "/healthz")
 
@@ -350,6 +409,10 @@ class TornadoLP(Target):
         waiters = json.loads(resp.body).get("waiters")
         return int(waiters) if waiters is not None else None
 
+    async def stream_count(self, conn: Connection, channel: str) -> int | None:
+        # The hub counts a stream among the channel's readers, as it counts a held poll.
+        return await self.held_polls(conn, channel)
+
 
 # ---------------------------------------------------------------------------
 class Floor(Target):
@@ -357,6 +420,7 @@ class Floor(Target):
 
     name = "floor (bare RequestHandler)"
     long_polls = False
+    fixed_answers = True
 
     def _command(self, tmp: Path) -> list[str]:
         return [sys.executable, "-m", "bench.floor", "--port", "0"]
@@ -366,6 +430,105 @@ class Floor(Target):
 
     def probe_request(self) -> bytes:
         return self.fixed_request()
+
+
+# ---------------------------------------------------------------------------
+_SEED_DIV = re.compile(rb"<div>(.*?)</div>")
+_SEED_ID = re.compile(rb"'id': '([^']*)'")
+
+
+def parse_seed_answer(body: bytes) -> tuple[list[str], str] | None:
+    """(message texts, last id) from the seed's ``str(dict)`` answer; None if it is not one.
+
+    A regular expression rather than ``ast.literal_eval``: the client shares the
+    CPU with the server, and the bodies (``<seq>:<ns>``) hold no quotes or tags.
+    """
+    found = _SEED_ID.search(body)
+    if found is None or not body.startswith(b"{'html': '"):
+        return None
+    return [b.decode() for b in _SEED_DIV.findall(body)], found.group(1).decode()
+
+
+class _SeedSubscriber(Subscriber):
+    """The seed's protocol: ``POST /update`` with form field ``id`` (the last id seen);
+    the answer is ``str(dict)``: ``{'html': '<div>body</div>...', 'id': '<uuid>'}``."""
+
+    def __init__(self, conn: Connection, channel: str, hold_s: float) -> None:
+        super().__init__(conn, channel, hold_s)
+        self.last_id = ""
+
+    async def poll(self) -> tuple[list[str], int]:
+        form = urlencode({"id": self.last_id}).encode()
+        resp = await self.conn.request(request_bytes(
+            "POST", "/update", {"Content-Type": "application/x-www-form-urlencoded"}, form
+        ))  # fmt: skip
+        parsed = parse_seed_answer(resp.body) if resp.status == 200 else None
+        if parsed is None:
+            self.errors += 1
+            await asyncio.sleep(0.1)
+            return [], resp.received_ns
+        bodies, self.last_id = parsed
+        return bodies, resp.received_ns
+
+
+class Seed(Target):
+    """The seed's gevent server (bench/seed_gevent.py): one global channel, no trimming."""
+
+    name = "seed (gevent)"
+    # Publishing without pollers compares nothing the issues ask for.
+    roles = frozenset({"fanout-a", "fanout-b", "burst", "hold-a", "hold-b", "publish-woken"})
+
+    def check_available(self) -> None:
+        if importlib.util.find_spec("gevent") is None:
+            raise TargetUnavailable("gevent is not installed (pip install -e '.[bench]')")
+
+    def _command(self, tmp: Path) -> list[str]:
+        return [sys.executable, "-m", "bench.seed_gevent", "--port", "0"]
+
+    def subscriber(self, conn: Connection, channel: str, hold_s: float) -> Subscriber:
+        return _SeedSubscriber(conn, channel, hold_s)
+
+    def probe_request(self) -> bytes:
+        return request_bytes("GET", "/bench/held")
+
+    def publish_request(self, channel: str, body: str) -> bytes:
+        return request_bytes("POST", "/create", {"Content-Type": "text/plain"}, body.encode())
+
+    async def held_polls(self, conn: Connection, channel: str) -> int | None:
+        resp = await conn.request(self.probe_request())
+        return int(json.loads(resp.body)["held"]) if resp.status == 200 else None
+
+
+# ---------------------------------------------------------------------------
+class SSEFloor(Target):
+    """A RequestHandler per event stream (bench/sse_floor.py), nothing stored."""
+
+    name = "floor SSE (RequestHandler per stream)"
+    long_polls = False
+    streams = True
+
+    def __init__(self, heartbeat_s: float = 15.0) -> None:
+        super().__init__()
+        self.heartbeat_s = heartbeat_s
+
+    def _command(self, tmp: Path) -> list[str]:
+        return [sys.executable, "-m", "bench.sse_floor", "--port", "0",
+                "--heartbeat", f"{self.heartbeat_s:g}"]  # fmt: skip
+
+    def probe_request(self) -> bytes:
+        return request_bytes("GET", "/channels/bench-probe")
+
+    def publish_request(self, channel: str, body: str) -> bytes:
+        return request_bytes(
+            "POST", f"/channels/{channel}/messages", {"Content-Type": "text/plain"}, body.encode()
+        )
+
+    def stream_path(self, channels: Sequence[str]) -> str:
+        return f"/events?channel={','.join(channels)}"
+
+    async def stream_count(self, conn: Connection, channel: str) -> int | None:
+        resp = await conn.request(request_bytes("GET", f"/channels/{channel}"))
+        return int(json.loads(resp.body)["waiters"]) if resp.status == 200 else None
 
 
 # ---------------------------------------------------------------------------
@@ -393,6 +556,14 @@ http {{
       nchan_subscriber longpoll;
       nchan_channel_id $1;
       nchan_subscriber_timeout 120s;
+    }}
+    location ~ ^/es/([A-Za-z0-9_.,-]+)$ {{
+      nchan_subscriber eventsource;
+      nchan_channel_id $1;
+      nchan_channel_id_split_delimiter ",";
+      nchan_eventsource_ping_interval {heartbeat};
+      nchan_eventsource_ping_comment "hb";
+      nchan_eventsource_ping_event "";
     }}
     location ~ ^/pub/([A-Za-z0-9_.-]+)$ {{
       nchan_publisher;
@@ -429,14 +600,20 @@ class _NchanSubscriber(Subscriber):
 
 
 class Nchan(Target):
-    """nginx + nchan, one worker process."""
+    """nginx + nchan, one worker process: long-poll on ``/sub/{ch}``, EventSource
+    on ``/es/{ch},{ch}...`` (multiplexed by ``nchan_channel_id_split_delimiter``),
+    heartbeat comments every ``heartbeat_s`` (tornado_lp's default 15 s)."""
 
     name = "nchan"
+    streams = True
 
-    def __init__(self, buffer_length: int = 100_000, connections: int = 16_000) -> None:
+    def __init__(
+        self, buffer_length: int = 100_000, connections: int = 16_000, heartbeat_s: int = 15
+    ) -> None:
         super().__init__()
         self.buffer_length = buffer_length
         self.connections = connections
+        self.heartbeat_s = heartbeat_s
 
     @staticmethod
     def _module() -> Path | None:
@@ -459,6 +636,7 @@ class Nchan(Target):
             buffer=self.buffer_length,
             connections=self.connections,
             nofile=self.connections + 1000,
+            heartbeat=self.heartbeat_s,
         )
         (tmp / "nginx.conf").write_text(conf)
         return [shutil.which("nginx") or "nginx", "-p", str(tmp), "-e", str(tmp / "error.log"),
@@ -477,6 +655,12 @@ class Nchan(Target):
 
     def subscriber(self, conn: Connection, channel: str, hold_s: float) -> Subscriber:
         return _NchanSubscriber(conn, channel, hold_s)
+
+    def stream_path(self, channels: Sequence[str]) -> str:
+        return f"/es/{','.join(channels)}"
+
+    def stream_body(self, event: SSEEvent) -> str | None:
+        return event.data if event.type == "message" else None
 
     def probe_request(self) -> bytes:
         return request_bytes("GET", "/pub/bench-probe", {"Accept": "text/json"})
@@ -497,6 +681,21 @@ class Nchan(Target):
             return None
         return int(json.loads(resp.body)["subscribers"])
 
+    async def stream_count(self, conn: Connection, channel: str) -> int | None:
+        return await self.held_polls(conn, channel)
+
+
+def _variant(lp_args: Sequence[str], options: str) -> TornadoLP:
+    words = shlex.split(options)
+    variant = TornadoLP(
+        "memory",
+        extra_args=[*lp_args, *(w for w in words if w != "uvloop")],
+        uvloop="uvloop" in words,
+    )
+    variant.name = f"tornado_lp memory [{options}]"
+    variant.streams = False
+    return variant
+
 
 def all_targets(lp_args: Sequence[str] = (), variants: Sequence[str] = ()) -> list[Target]:
     """Every target, in table order; the caller skips the unavailable ones.
@@ -504,22 +703,21 @@ def all_targets(lp_args: Sequence[str] = (), variants: Sequence[str] = ()) -> li
     Each of ``variants`` (a string of tornado_lp options) adds a memory target
     named after its options, so a change can be measured beside the default;
     the word ``uvloop`` among them runs that server on uvloop's event loop.
+    Unless ``ACCESS_LOG_OFF`` is one of them, it is added anyway for fanout-a
+    only: the access log's cost per request is one of the judged figures.
     """
-    extra: list[Target] = []
-    for options in variants:
-        words = shlex.split(options)
-        variant = TornadoLP(
-            "memory",
-            extra_args=[*lp_args, *(w for w in words if w != "uvloop")],
-            uvloop="uvloop" in words,
-        )
-        variant.name = f"tornado_lp memory [{options}]"
-        extra.append(variant)
+    extra: list[Target] = [_variant(lp_args, options) for options in variants]
+    if ACCESS_LOG_OFF not in variants:
+        quiet = _variant(lp_args, ACCESS_LOG_OFF)
+        quiet.roles = frozenset({"fanout-a"})
+        extra.append(quiet)
     return [
         TornadoLP("memory", extra_args=lp_args),
         *extra,
         TornadoLP("sqlite", extra_args=lp_args),
         TornadoLP("redis", extra_args=lp_args),
+        Seed(),
         Floor(),
+        SSEFloor(),
         Nchan(),
     ]

@@ -100,8 +100,13 @@ def test_slow_body_is_cut_off_and_stores_nothing() -> None:
 
 def test_huge_head_is_refused_and_server_keeps_serving() -> None:
     with ServerProcess() as server:
-        answer = _raw(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: "
-                              + b"a" * 40000 + b"\r\n\r\n")
+        try:
+            answer = _raw(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: "
+                                  + b"a" * 40000 + b"\r\n\r\n")
+        except ConnectionResetError:
+            # Cut off while the rest of the head was still unread (the server reads
+            # 4 KB at a time): the kernel resets the connection instead of closing it.
+            answer = b""
         assert not answer.startswith(b"HTTP/1.1 200")
         ten_kb = (b"GET /channels/q/poll?timeout=0&pad=" + b"p" * 10000
                   + b" HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -139,9 +144,9 @@ class ChurnTest(AppCase):
                 _reader, writer = await asyncio.open_connection("127.0.0.1", port)
                 writer.write(request)
                 writers.append(writer)
-            while self.hub.waiters("quiet") < 5000:
+            while self.hub.holding("quiet") < 5000:
                 await asyncio.sleep(0.01)
-            assert self.hub.condition_backlog("quiet") == 5000
+            assert self.hub.pending_deadlines() == 5000
             for writer in writers:
                 writer.close()
             while self.hub.waiters("quiet") > 0:
@@ -149,6 +154,6 @@ class ChurnTest(AppCase):
             for writer in writers:
                 await writer.wait_closed()
             # Nothing published on the channel, and yet nothing is left behind.
-            assert self.hub.condition_backlog("quiet") == 0
+            assert self.hub.pending_deadlines() == 0
             assert self.hub.total_waiters() == 0
             assert self.hub._channels == {}

@@ -115,13 +115,13 @@ class PollTest(AppCase):
         await stream.connect(("127.0.0.1", self.get_http_port()))
         await stream.write(b"GET /channels/gone/poll?timeout=60 HTTP/1.1\r\nHost: x\r\n\r\n")
         # Held = waiting on the Condition (an asynchronous store reads first).
-        while self.hub.condition_backlog("gone") == 0:
+        while self.hub.holding("gone") == 0:
             await asyncio.sleep(0.001)
         assert self.hub.waiters("gone") == 1
         stream.close()
         while self.hub.waiters("gone") != 0:
             await asyncio.sleep(0.001)
-        assert self.hub.condition_backlog("gone") == 0
+        assert self.hub.holding("gone") == 0
         assert "gone" not in self.hub._channels
         metrics = (await self.request("GET", "/metrics")).body.decode()
         assert 'tornado_lp_polls_total{outcome="error"} 0.0' in metrics  # gone is no outcome

@@ -100,7 +100,7 @@ def test_publish_on_one_process_releases_polls_held_on_another_within_millisecon
             cursor = f"{hubs[0].storage.epoch}-0"
             assert {hub.storage.epoch for hub in hubs} == {hubs[0].storage.epoch}
             polls = [asyncio.ensure_future(hub.poll("x", cursor, HOUR, 10)) for hub in hubs[1:]]
-            while sum(hub.condition_backlog("x") for hub in hubs) < 2:
+            while sum(hub.holding("x") for hub in hubs) < 2:
                 await asyncio.sleep(0.001)
             began = time.monotonic()
             message = await hubs[0].publish("x", "hello")
@@ -134,7 +134,7 @@ def test_polls_woken_together_share_one_read() -> None:
         try:
             cursor = f"{storage.epoch}-0"
             polls = [asyncio.ensure_future(hub.poll("many", cursor, HOUR, 10)) for _ in range(200)]
-            while hub.condition_backlog("many") < 200:
+            while hub.holding("many") < 200:
                 await asyncio.sleep(0.001)
             calls = 0
             await hub.publish("many", "for everyone")
@@ -180,7 +180,7 @@ def test_flushall_gives_a_new_epoch_and_held_polls_reset(tmp_path: Path) -> None
                 for i in range(3):
                     old = await there.append("f", f"old {i}")
                 poll = asyncio.ensure_future(hub.poll("f", old.id, HOUR, 10))
-                while hub.condition_backlog("f") == 0:
+                while hub.holding("f") == 0:
                     await asyncio.sleep(0.001)
                 server.flushall()
                 for i in range(5):
@@ -211,7 +211,7 @@ def test_outage_then_recovery(tmp_path: Path, caplog: pytest.LogCaptureFixture) 
                 first = await hub.publish("o", "before")
                 poll = asyncio.ensure_future(hub.poll("o", first.id, HOUR, 10))
                 short = asyncio.ensure_future(hub.poll("o", first.id, 0.5, 10))
-                while hub.condition_backlog("o") < 2:  # both read, and wait
+                while hub.holding("o") < 2:  # both read, and wait
                     await asyncio.sleep(0.001)
                 server.kill()
                 for _ in range(3):

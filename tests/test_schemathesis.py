@@ -2,7 +2,8 @@
 
 The server is a real ``python -m tornado_lp`` process, once with a publish
 token (memory store) and once with private channels (Redis), with holds
-capped at 0.2 s (``--poll-timeout-max``) so polls answer quickly.
+capped at 0.2 s (``--poll-timeout-max``) so polls answer quickly, and streams
+ended after about 0.3 s (``--stream-max-age``) so an SSE answer completes.
 schemathesis sends valid and invalid data to every operation and checks: no
 5xx; status code, content type, headers and body as documented; invalid data
 refused with a 4xx, valid data accepted; undocumented methods answered 405
@@ -66,7 +67,8 @@ SERVERS = {
 def live_server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
     storage, options = SERVERS[request.param]
     server = ServerProcess(
-        "--poll-timeout-max", "0.2", "--max-message-bytes", "8192", "--max-channels", "100000",
+        "--poll-timeout-max", "0.2", "--stream-max-age", "0.3",
+        "--max-message-bytes", "8192", "--max-channels", "100000",
         *options, *server_storage(storage),
     )
     with server:
@@ -110,6 +112,10 @@ def test_api_conforms_to_document(
     if case.operation.path == "/":
         # The ticker's title must be printable, which JSON Schema cannot say: a
         # schema-valid title may be refused there.
+        checks = [c for c in CHECKS if c is not positive_data_acceptance]
+    elif case.operation.path == "/ws":
+        # A valid WebSocket request needs the handshake's headers (Upgrade,
+        # Sec-WebSocket-Key), which no schema-generated request carries: it is a 400.
         checks = [c for c in CHECKS if c is not positive_data_acceptance]
     case.call_and_validate(
         base_url=live_server.url.rstrip("/"),

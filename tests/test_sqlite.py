@@ -339,7 +339,7 @@ def test_held_poll_does_not_touch_the_database_until_a_publish() -> None:
         hub = Hub(storage)
         first = await hub.publish("quiet", "one")
         polls = [asyncio.ensure_future(hub.poll("quiet", first.id, HOUR, 10)) for _ in range(20)]
-        while hub.condition_backlog("quiet") < 20:  # every poll read once and now waits
+        while hub.holding("quiet") < 20:  # every poll read once and now waits
             await asyncio.sleep(0.005)
         statements = await trace(storage)
         await asyncio.sleep(0.5)

@@ -7,29 +7,37 @@ from typing import Any
 
 import tornado.web
 
+from .application import Application
 from .base import Context, Settings
 from .displays import DisplayRegistry
-from .fastpoll import PollRouter
+from .fastpoll import plain_poll
 from .generator import Generator
 from .handlers import (
     ChannelInfoHandler,
     DisplaysHandler,
     DisplaysPageHandler,
+    EventsHandler,
     HealthHandler,
     MetricsHandler,
+    MultiPollHandler,
     NotFoundHandler,
     PollHandler,
     PublishHandler,
 )
+from .heartbeats import Heartbeats
 from .hub import Hub
+from .lean import LeanRouter
 from .logs import access_log_function
 from .metrics import Metrics
+from .muxpoll import multi_poll
 from .openapi import OpenAPIHandler
 from .pages import PublishPageHandler, TickerPageHandler
 from .resources import resource_dir
 from .seed import SeedCreateHandler, SeedUpdateHandler
+from .sse import event_stream
 from .staticfiles import StaticFiles
 from .storage import MemoryStorage, Storage
+from .websocket import StreamSocketHandler
 
 __all__ = ["make_app"]
 
@@ -50,6 +58,11 @@ def make_app(
     generate_channel: str = "default",
     log_format: str = "text",
     lean_polls: bool = True,
+    heartbeat: float = 15.0,
+    stream_max_age: float = 600.0,
+    stream_max_buffer: int = 256 * 1024,
+    head_timeout: float | None = None,
+    body_timeout: float | None = None,
     static_path: str | None = None,
     template_path: str | None = None,
     **settings: Any,
@@ -59,8 +72,11 @@ def make_app(
     The storage is opened lazily on first use; ``app.settings["hub"]`` is the
     :class:`~tornado_lp.hub.Hub` (call ``await hub.close()`` to answer held
     polls and close the storage). With ``generate_every > 0`` a generator is
-    started on the current IOLoop (``app.settings["generator"]``). Other
-    keyword arguments are Tornado Application settings. Two apps share nothing.
+    started on the current IOLoop (``app.settings["generator"]``).
+    ``head_timeout``, ``body_timeout``: close connections that wait longer than
+    this for a request head, or a body (see :mod:`tornado_lp.application`; then
+    turn the server's own timers off). Other keyword arguments are Tornado Application settings. Two
+    apps share nothing.
     """
     static_path = static_path or resource_dir("static")
     template_path = template_path or resource_dir("templates")
@@ -68,6 +84,10 @@ def make_app(
         raise ValueError("max_message_bytes must be at least 1")
     if not poll_timeout_max >= 0:
         raise ValueError("poll_timeout_max must be a number >= 0")
+    if not stream_max_age > 0:
+        raise ValueError("stream_max_age must be a positive number of seconds")
+    if stream_max_buffer < 1024:
+        raise ValueError("stream_max_buffer must be at least 1024 bytes")
     hub = Hub(storage if storage is not None else MemoryStorage(), max_waiters=max_waiters)
     displays = DisplayRegistry(max_displays)
     ctx = Context(
@@ -78,17 +98,27 @@ def make_app(
             publish_token=publish_token or None,
             subscribe_secret=subscribe_secret or None,
             cors_origins=frozenset(cors_origins),
+            heartbeat=heartbeat,
+            stream_max_age=stream_max_age,
+            stream_max_buffer=stream_max_buffer,
         ),
         metrics=Metrics(hub.total_waiters, displays.live_count),
         displays=displays,
+        heartbeats=Heartbeats(heartbeat),
     )
     deps = {"ctx": ctx}
     # Plain polls take the lean path (fastpoll.py); the router hands every other
     # poll to PollHandler.
-    poll_router = PollRouter(ctx, json_log=log_format == "json")
+    json_log = log_format == "json"
+    poll_router = LeanRouter(ctx, json_log, PollHandler, plain_poll)
+    multi_router = LeanRouter(ctx, json_log, MultiPollHandler, multi_poll)
+    events_router = LeanRouter(ctx, json_log, EventsHandler, event_stream)
     routes: list[Any] = [
         (rf"/channels/{_CHANNEL}/poll", poll_router if lean_polls else PollHandler, deps),
         (rf"/channels/{_CHANNEL}/messages", PublishHandler, deps),
+        (r"/poll", multi_router, deps),
+        (r"/events", events_router, deps),
+        (r"/ws", StreamSocketHandler, deps),
         (rf"/channels/{_CHANNEL}", ChannelInfoHandler, deps),
         (r"/healthz", HealthHandler, deps),
         (r"/displays", DisplaysHandler, deps),
@@ -104,7 +134,7 @@ def make_app(
     if generate_every > 0:
         generator = Generator(hub, generate_channel, generate_every)
         generator.start()
-    app = tornado.web.Application(
+    app = Application(
         routes,
         default_handler_class=NotFoundHandler,
         default_handler_args=deps,
@@ -117,5 +147,13 @@ def make_app(
         log_function=access_log_function(log_format == "json"),
         **settings,
     )
-    poll_router.application = app
+    settings.setdefault("websocket_ping_interval", heartbeat)
+    settings.setdefault("websocket_ping_timeout", 2 * heartbeat)
+    for router in (poll_router, multi_router, events_router):
+        router.application = app
+    app.lean_poll = poll_router if lean_polls else None
+    app.lean_paths = {"/poll": multi_router, "/events": events_router}
+    app.head_timeout = head_timeout
+    app.body_timeout = body_timeout
+    app.lean_publish = (ctx, json_log) if lean_polls else None
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 
@@ -17,6 +18,7 @@ class PublishDenied(Exception):
         self.message = message
 
 
+@functools.lru_cache(maxsize=1024)
 def is_loopback(address: str | None) -> bool:
     """True for 127.0.0.0/8, ::1 and IPv4-mapped loopback addresses."""
     if not address:

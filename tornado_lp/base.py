@@ -17,6 +17,7 @@ from tornado.escape import json_encode
 
 from . import protocol
 from .displays import DisplayRegistry
+from .heartbeats import Heartbeats
 from .hub import Hold, Hub, Overloaded, PollResult
 from .logs import redacted_uri
 from .metrics import Metrics
@@ -52,6 +53,12 @@ class Settings:
     publish_token: str | None = None
     subscribe_secret: str | None = None
     cors_origins: frozenset[str] = field(default_factory=frozenset)
+    #: Streams (SSE): seconds between heartbeats, seconds before a stream is
+    #: closed for the client to reconnect (jittered ±10 %), and the most
+    #: unsent bytes a stream may have before it is cut off.
+    heartbeat: float = 15.0
+    stream_max_age: float = 600.0
+    stream_max_buffer: int = 256 * 1024
 
 
 @dataclass
@@ -62,6 +69,7 @@ class Context:
     settings: Settings
     metrics: Metrics
     displays: DisplayRegistry
+    heartbeats: Heartbeats
 
 
 class JSONHandler(tornado.web.RequestHandler):

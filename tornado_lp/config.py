@@ -36,6 +36,13 @@ def _count(text: str) -> int:
     return value
 
 
+def _buffer_size(text: str) -> int:
+    value = int(text)
+    if value < 1024:
+        raise ValueError
+    return value
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -127,6 +134,14 @@ OPTIONS: list[tuple[str, Callable[[str], Any] | None, Any, str]] = [
      "close a connection whose request body takes longer than this"),
     ("poll-timeout-max", _named("seconds >= 0", _seconds), 60.0,
      "longest hold a poll may ask for, in seconds"),
+    ("heartbeat", _named("seconds > 0", _positive_seconds), 15.0,
+     "seconds between heartbeats on streams (SSE comments, WebSocket pings)"),
+    ("stream-max-age", _named("seconds > 0", _positive_seconds), 600.0,
+     "close a stream after about this many seconds (jittered by 10%%) so clients "
+     "reconnect and spread over the processes; they resume without loss"),
+    ("stream-max-buffer", _named("an integer >= 1024", _buffer_size), 256 * 1024,
+     "most unsent bytes a stream may hold before it is cut off (a client that stopped "
+     "reading); it resumes from its last event"),
     ("generate-every", _named("seconds >= 0", _seconds), 0.0,
      "publish a random message every this many seconds (0: off)"),
     ("generate-channel", _named("a channel name (1-64 of A-Z a-z 0-9 _ . -)", _channel), "default",

@@ -7,7 +7,6 @@ Every error, including Tornado's own (404, 405), is answered as ``{"error": "...
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import time
 
@@ -17,14 +16,17 @@ from . import protocol
 from .auth import PublishDenied, check_publisher
 from .base import CLIENT_GONE, ApiError, JSONHandler
 from .displays import valid_display
-from .storage import ChannelLimitError, Message, StorageError, StorageUnavailable
+from .publishing import PublishRefused, PublishRequest, publish, read_publish
+from .storage import Message, StorageError, StorageUnavailable
 
 __all__ = [
     "ChannelInfoHandler",
     "DisplaysHandler",
     "DisplaysPageHandler",
+    "EventsHandler",
     "HealthHandler",
     "MetricsHandler",
+    "MultiPollHandler",
     "NotFoundHandler",
     "PollHandler",
     "PublishHandler",
@@ -38,6 +40,24 @@ class NotFoundHandler(JSONHandler):
 
     def prepare(self) -> None:
         raise tornado.web.HTTPError(404, "no such path: %s", self.request.path[:200])
+
+
+class _LeanRoute(JSONHandler):
+    """The methods other than GET of a route whose GETs take the lean path (lean.py).
+
+    Only the CORS preflight (``OPTIONS``) and the JSON 405 reach it.
+    """
+
+    def get(self) -> None:  # routed to the lean path; here only to be listed in Allow
+        raise tornado.web.HTTPError(500, "a GET reached the handler of a lean route")
+
+
+class MultiPollHandler(_LeanRoute):
+    """``GET /poll?channel=a,b``: multiplexed long-poll (tornado_lp/muxpoll.py)."""
+
+
+class EventsHandler(_LeanRoute):
+    """``GET /events?channel=a,b``: Server-Sent Events (tornado_lp/sse.py)."""
 
 
 class PollHandler(JSONHandler):
@@ -138,60 +158,20 @@ class PublishHandler(JSONHandler):
             raise ApiError(
                 413, f"message too large: the limit is {self.config.max_message_bytes} bytes"
             )
-        body = self.message_body(b"".join(self._chunks))
-        message = await self.publish(channel, body)
+        try:
+            request = read_publish(b"".join(self._chunks), self.request.headers.get("Content-Type"))
+        except PublishRefused as refused:
+            raise ApiError(refused.status, refused.message) from None
+        message = await self.publish(channel, request)
         self.set_status(201)
         self.finish(message.encoded)
 
-    def message_body(self, raw: bytes) -> str:
-        """The message text from the request body, or a 400 naming the problem."""
-        if not raw:
-            raise tornado.web.HTTPError(400, "empty body: send the message text")
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise tornado.web.HTTPError(400, "body is not valid UTF-8") from None
-        content_type = self.request.headers.get("Content-Type", "text/plain")
-        media_type = content_type.split(";", 1)[0].strip().lower()
-        if media_type == "application/json":
-            try:
-                document = json.loads(text)
-            except ValueError:
-                raise tornado.web.HTTPError(400, "body is not valid JSON") from None
-            except RecursionError:
-                raise tornado.web.HTTPError(
-                    400, "body is not valid JSON: nested too deep"
-                ) from None
-            if not isinstance(document, dict) or not isinstance(document.get("body"), str):
-                raise tornado.web.HTTPError(
-                    400, 'JSON body must be an object with a string "body"'
-                )
-            text = document["body"]
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:
-                raise tornado.web.HTTPError(
-                    400, "body is not valid UTF-8: it escapes a lone surrogate (\\ud800-\\udfff)"
-                ) from None
-        if not text:
-            raise tornado.web.HTTPError(400, "empty message: the body has no text")
-        return text
-
-
-    async def publish(self, channel: str, body: str) -> Message:
+    async def publish(self, channel: str, request: PublishRequest) -> Message:
         """Publish through the hub, mapping storage failures to HTTP errors."""
-        started = time.perf_counter()
         try:
-            message = await self.hub.publish(channel, body)
-        except ChannelLimitError as error:
-            raise ApiError(507, str(error)) from None
-        except StorageError as error:
-            self.ctx.metrics.storage_error()
-            if not isinstance(error, StorageUnavailable):
-                log.error("publish to %s failed: %s", channel, error)
-            raise ApiError(503, f"storage unavailable: {error}") from None
-        self.ctx.metrics.published(time.perf_counter() - started)
-        return message
+            return await publish(self.hub, self.ctx.metrics, channel, request)
+        except PublishRefused as refused:
+            raise ApiError(refused.status, refused.message) from None
 
 
 class ChannelInfoHandler(JSONHandler):

@@ -1,155 +1,114 @@
-"""The hub: per-channel wake-ups over a :class:`~tornado_lp.storage.Storage`.
+"""The hub: publishing, and the one subscription core every transport reads through.
 
-Publishing appends to storage, then wakes the channel's held polls. A poll
-reads storage; if nothing is newer it waits on the channel's
-:class:`tornado.locks.Condition` and reads again when woken.
+Publishing appends to storage, then wakes the channel. Reading is done per
+channel, not per reader: each channel with readers has one *pump*, a task that
+awaits the channel's :class:`tornado.locks.Condition`, reads storage once per
+distinct position among the channel's readers (a thousand screens at the same
+cursor share one read and one encoded answer), and hands every reader what it
+found (:meth:`Subscriber._offer <tornado_lp.subscription.Subscriber._offer>`).
+A reader is any :class:`~tornado_lp.subscription.Subscriber`: a single or a
+multiplexed poll, an SSE stream, a WebSocket, the seed's ``/update``.
 
-No lost wake-up: every channel has a ``version`` bumped by each wake. A poll
-notes the version *before* it reads; if the version moved while the read was
-in flight (a publish landed between the read and the wait), it reads again
-instead of waiting. With asynchronous stores (SQLite on a thread, Redis over
-the network) that gap is real.
+Wake-ups coalesce: publishes that land while a pump is reading or writing are
+answered by its next round, together; and a channel that answered news less
+than :data:`BATCH_WINDOW` (2 ms) ago waits out the rest of it before its next
+round, so a burst is answered in batches, while a quiet channel answers at once.
 
-A store that fails while a poll is held (a lost Redis connection) does not
-fail that poll: it keeps waiting and is answered normally at its deadline,
-re-reading on the next wake-up. Only a poll's first read answers 503.
+No lost wake-up: every channel has a
+``version`` bumped by each wake; the pump notes it before a round and starts
+another round if it moved meanwhile. With asynchronous stores (SQLite on a
+thread, Redis over the network) that gap is real.
 
-Channel state (the Condition) is made on demand and dropped when the last
-held poll leaves. Cancelled waits are purged from the Condition at once, not
-left until the next publish (see :class:`_ChannelCondition`).
+Deadlines are one heap for the process (:mod:`tornado_lp.deadlines`), not a
+timer per held reader. A store that fails while a reader is held does not fail
+it: it keeps waiting and re-reads on the next wake-up (a shared store wakes
+everything after reconnecting). Only a reader's first read fails it (503).
+Channel state is made on demand and dropped when the last reader leaves.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
+from collections.abc import Iterable
 
-from tornado.ioloop import IOLoop
 from tornado.locks import Condition
 
-from .protocol import format_cursor, parse_cursor, valid_channel
-from .storage import Message, Slice, Storage, StorageUnavailable
+from .answers import Answer, PollResult
+from .deadlines import Deadlines
+from .protocol import parse_cursor, valid_channel
+from .storage import Message, Slice, Storage, StorageError, StorageUnavailable
+from .subscription import Position, Subscriber, position_from_cursor
 
 __all__ = ["Hold", "Hub", "Overloaded", "PollResult"]
 
 log = logging.getLogger("tornado_lp.hub")
 
 
+#: Seconds a channel that just answered news waits before its next round, so that
+#: a burst is answered in batches; a quiet channel answers at once.
+BATCH_WINDOW = 0.002
+
+
 class Overloaded(Exception):
-    """A poll cannot be held now: the process holds ``max_waiters`` polls, or is shutting down."""
+    """A reader cannot be held now: the process holds ``max_waiters``, or is shutting down."""
 
 
-class _ChannelCondition(Condition):
-    """A Condition that forgets cancelled waiters.
+class _Channel:
+    """One channel's readers and its pump.
 
-    Tornado's Condition keeps a cancelled ``wait()`` future in its waiter deque
-    until the next ``notify``; on a quiet channel that thousands of screens
-    poll and drop, that is a leak. ``forget()`` counts cancellations and sweeps
-    the deque once they are at least half of it: amortised O(1) per waiter.
+    ``readers`` maps each reader to its position here. ``fresh``: readers to
+    read in the next round whatever the version (new ones, and streams whose
+    last answer was cut at their limit). ``version`` counts wakes;
+    ``read_version`` is the version the last round started at.
     """
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._abandoned = 0
+    __slots__ = ("cond", "fresh", "name", "pump", "quiet_at", "read_version", "readers",
+                 "version")
 
-    def forget(self) -> None:
-        self._abandoned += 1
-        if self._abandoned * 2 >= len(self._waiters):
-            self._waiters = deque(w for w in self._waiters if not w.done())
-            self._abandoned = 0
-
-    @property
-    def pending(self) -> int:
-        """Futures still in the waiter deque (for tests and metrics)."""
-        return len(self._waiters)
-
-
-_ReadKey = tuple[str, int | None, int, bool]
-_Read = tuple[Slice, "PollResult | None"]
-
-
-class _ChannelState:
-    """One channel's held polls: the Condition, the wake version, and shared reads.
-
-    ``reads`` maps (epoch, after, limit, reset) to the read made at ``reads_version``:
-    the thousand polls a publish wakes mostly hold the same cursor, so they
-    share one storage read and one encoded answer instead of making one each.
-    """
-
-    __slots__ = ("cond", "holds", "reads", "reads_version", "version")
-
-    def __init__(self) -> None:
-        self.cond = _ChannelCondition()
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.cond = Condition()
+        self.readers: dict[Subscriber, Position] = {}
+        self.fresh: list[Subscriber] = []
         self.version = 0
-        self.holds = 0
-        self.reads: dict[_ReadKey, asyncio.Future[_Read]] = {}
-        self.reads_version = 0
+        self.read_version = 0
+        self.quiet_at = 0.0  # loop time before which the next round waits (busy channel)
+        self.pump: asyncio.Task[None] | None = None
 
 
 class Hold:
-    """One held poll, from the handler's side: :meth:`cancel` ends it (client gone)."""
+    """One held :meth:`Hub.poll`, from the caller's side: :meth:`cancel` ends it (client gone)."""
 
-    __slots__ = ("cancelled", "future")
+    __slots__ = ("cancelled", "reader")
 
     def __init__(self) -> None:
-        self.future: asyncio.Future[bool] | None = None
         self.cancelled = False
+        self.reader: _FutureReader | None = None
 
     def cancel(self) -> None:
         self.cancelled = True
-        if self.future is not None and not self.future.done():
-            self.future.cancel()
-
-
-class PollResult:
-    """A poll answer. ``encode()`` gives its JSON body, computed once and shared."""
-
-    __slots__ = ("_encoded", "cursor", "messages", "missed", "more", "reset")
-
-    def __init__(
-        self,
-        messages: list[Message],
-        cursor: str,
-        more: bool = False,
-        missed: bool = False,
-        reset: bool = False,
-    ) -> None:
-        self.messages = messages
-        self.cursor = cursor
-        self.more = more
-        self.missed = missed
-        self.reset = reset
-        self._encoded: bytes | None = None
-
-    def encode(self) -> bytes:
-        if self._encoded is None:
-            body = ",".join(m.encoded for m in self.messages)
-            self._encoded = (
-                f'{{"messages":[{body}],"cursor":"{self.cursor}",'
-                f'"more":{_JSON_BOOL[self.more]},"missed":{_JSON_BOOL[self.missed]},'
-                f'"reset":{_JSON_BOOL[self.reset]}}}'
-            ).encode()
-        return self._encoded
-
-    def __repr__(self) -> str:
-        return (f"PollResult({len(self.messages)} messages, cursor={self.cursor!r}, "
-                f"more={self.more}, missed={self.missed}, reset={self.reset})")
-
-
-_JSON_BOOL = {True: "true", False: "false"}
+        if self.reader is not None:
+            self.reader.cancel()
 
 
 class Hub:
-    """Publish and poll over one storage. Owns no global state."""
+    """Publish and read over one storage. Owns no global state."""
 
-    def __init__(self, storage: Storage, max_waiters: int = 50_000) -> None:
+    def __init__(
+        self, storage: Storage, max_waiters: int = 50_000, batch_window: float = BATCH_WINDOW
+    ) -> None:
         if max_waiters < 1:
             raise ValueError("max_waiters must be at least 1")
+        if not batch_window >= 0:
+            raise ValueError("batch_window must be a number of seconds >= 0")
         self.storage = storage
         self.max_waiters = max_waiters
+        self.batch_window = batch_window
         self._held = 0
-        self._channels: dict[str, _ChannelState] = {}
+        self._channels: dict[str, _Channel] = {}
+        self._deadlines = Deadlines()
+        self._answers: dict[tuple[object, ...], Answer] = {}
         self._opened = False
         self._closing = False
         self.storage.watch(self.wake)
@@ -167,20 +126,30 @@ class Hub:
         return self._closing
 
     async def close(self) -> None:
-        """Answer every held poll (empty), then close the storage."""
+        """Answer every reader (polls empty, streams closed), then close the storage."""
         self._closing = True
-        self.wake(None)
-        # Let woken polls write their answers before the store goes away.
+        readers = {reader: None for channel in self._channels.values()
+                   for reader in channel.readers}
+        for reader in readers:
+            if reader.done:
+                continue
+            if reader.held:
+                self.unsubscribe(reader)
+                reader.shutdown()
+            else:
+                reader._expired = True  # answered as soon as its first reads are in
+        # Let readers still in their first read get their answers before the store goes.
         for _ in range(100):
             if not self._channels:
                 break
             await asyncio.sleep(0.01)
+        self._deadlines.clear()
         await self.storage.close()
 
     # -- publishing ------------------------------------------------------
 
     async def publish(self, channel: str, body: str) -> Message:
-        """Store a message, then wake the channel's held polls.
+        """Store a message, then wake the channel's readers.
 
         Raises ValueError for an invalid channel name or a body that is empty
         or not valid Unicode (a lone surrogate could never be encoded in an answer).
@@ -200,35 +169,220 @@ class Hub:
         return message
 
     def wake(self, channel: str | None) -> None:
-        """Release every poll held on ``channel`` (``None``: on every channel) to re-read storage.
+        """Make the readers of ``channel`` (``None``: of every channel) re-read storage.
 
         Storage backends shared between processes call this for publishes made
         elsewhere, and with ``None`` after a reconnect, when notices may have been lost.
         """
         if channel is None:
-            states = list(self._channels.values())
+            states: Iterable[_Channel] = list(self._channels.values())
         else:
             one = self._channels.get(channel)
-            states = [one] if one is not None else []
+            if one is None:
+                return
+            states = (one,)
         for state in states:
             state.version += 1
             state.cond.notify_all()
 
-    # -- polling ---------------------------------------------------------
+    # -- reading: the subscription core ------------------------------------
+
+    def subscribe(self, reader: Subscriber) -> None:
+        """Start feeding ``reader``: its first reads now, then news as it comes.
+
+        Raises :class:`Overloaded` for a reader that may be held (``timeout``
+        not 0) while ``max_waiters`` are held or the hub is closing.
+        """
+        if reader.timeout != 0:
+            if self._closing:
+                raise Overloaded("the server is shutting down")
+            if self._held >= self.max_waiters:
+                raise Overloaded(f"too many held readers ({self.max_waiters}, --max-waiters)")
+            self._held += 1
+        reader.hub = self
+        channels = self._channels
+        for position in reader.positions:
+            state = channels.get(position.channel)
+            if state is None:
+                state = channels[position.channel] = _Channel(position.channel)
+            state.readers[reader] = position
+            state.fresh.append(reader)
+            self._run(state)
+        if reader.timeout:
+            loop = asyncio.get_running_loop()
+            reader._deadline = self._deadlines.at(loop.time() + reader.timeout,
+                                                  reader._on_deadline)
+
+    def unsubscribe(self, reader: Subscriber) -> None:
+        """Forget ``reader`` at once (answered, or its client went away); idempotent."""
+        if reader.done:
+            return
+        reader.done = True
+        if reader.timeout != 0:
+            self._held -= 1
+        if reader._deadline is not None:
+            self._deadlines.cancel(reader._deadline)
+            reader._deadline = None
+        channels = self._channels
+        for position in reader.positions:
+            state = channels.get(position.channel)
+            if state is not None and state.readers.pop(reader, None) is not None:
+                if not state.readers:
+                    del channels[position.channel]
+                    state.cond.notify_all()  # its pump ends
+
+    def answer(
+        self,
+        reader: Subscriber,
+        parts: tuple[PollResult, ...],
+        before: dict[str, int | None] | None = None,
+    ) -> Answer:
+        """The :class:`Answer` for ``reader`` now, shared with every reader that has the
+        same positions and parts in this turn of the event loop."""
+        positions = tuple((p.channel, p.epoch, p.seq, p.reset) for p in reader.positions)
+        key = (positions, *map(id, parts))
+        memo = self._answers
+        answer = memo.get(key)
+        if answer is None:
+            if not memo:
+                asyncio.get_running_loop().call_soon(memo.clear)
+            answer = memo[key] = Answer(parts, positions, before or {}, self.storage.epoch)
+        return answer
+
+    def _run(self, state: _Channel) -> None:
+        """Make sure ``state``'s pump runs (or will run another round)."""
+        if state.pump is None:
+            state.pump = asyncio.get_running_loop().create_task(self._pump(state))
+        else:
+            state.cond.notify_all()
+
+    async def _pump(self, state: _Channel) -> None:
+        """Read for ``state``'s readers round after round, until it has none."""
+        try:
+            if not self._opened:
+                try:
+                    await self.open()
+                except StorageError as error:
+                    unavailable = StorageUnavailable(str(error))
+                    for reader in list(state.readers):
+                        reader._failed(unavailable)
+                    return
+            loop = asyncio.get_running_loop()
+            while self._channels.get(state.name) is state:
+                if state.version == state.read_version and not state.fresh:
+                    await state.cond.wait()
+                    continue
+                wait = state.quiet_at - loop.time()
+                if wait > 0:
+                    # Busy: it answered news a moment ago. Let the publishes and
+                    # re-polls of the next moment join this round.
+                    await asyncio.sleep(wait)
+                    if self._channels.get(state.name) is not state:
+                        break
+                version = state.version
+                if version != state.read_version:
+                    state.read_version = version
+                    batch = list(state.readers)
+                    state.fresh.clear()
+                else:
+                    batch, state.fresh = state.fresh, []
+                if await self._round(state, batch) and self.batch_window:
+                    state.quiet_at = loop.time() + self.batch_window
+        except Exception:  # a bug: fail the readers rather than leave them hanging
+            log.exception("reading channel %s failed", state.name)
+            failure = StorageUnavailable("internal error while reading")
+            for reader in list(state.readers):
+                self.unsubscribe(reader)
+                if reader.held:
+                    reader.expire()
+                else:
+                    reader.fail(failure)
+        finally:
+            state.pump = None
+            if self._channels.get(state.name) is state and (state.readers or state.fresh):
+                self._run(state)  # a reader arrived as the pump was leaving
+
+    async def _round(self, state: _Channel, batch: list[Subscriber]) -> bool:
+        """One read per distinct position among ``batch``, and every reader told.
+
+        True if some reader was told news.
+        """
+        told = False
+        readers = state.readers
+        groups: dict[tuple[str, int | None, int], list[tuple[Subscriber, Position]]] = {}
+        for reader in batch:
+            position = readers.get(reader)
+            if position is not None:
+                key = (*position.key(), reader.limit)
+                group = groups.get(key)
+                if group is None:
+                    groups[key] = [(reader, position)]
+                else:
+                    group.append((reader, position))
+        reads: dict[tuple[int | None, int], Slice] = {}
+        for (epoch, after, limit), group in groups.items():
+            try:
+                part = await self._read(state.name, epoch, after, limit, reads)
+            except StorageUnavailable as error:
+                for reader, _position in group:
+                    reader._failed(error)
+                continue
+            told = told or part.news
+            again = state.fresh
+            for reader, position in group:
+                try:
+                    if reader._offer(position, part):
+                        again.append(reader)
+                except Exception:  # one transport's bug must not stop the others' answers
+                    log.exception("answering a reader of %s failed", state.name)
+                    self.unsubscribe(reader)
+        return told
+
+    async def _read(
+        self,
+        channel: str,
+        epoch: str,
+        after: int | None,
+        limit: int,
+        reads: dict[tuple[int | None, int], Slice],
+    ) -> PollResult:
+        """What a reader at ``epoch``/``after`` gets now (``reads``: this round's slices)."""
+        storage = self.storage
+        chunk = reads.get((after, limit))
+        if chunk is None:
+            chunk = reads[(after, limit)] = await storage.read(channel, after, limit)
+        chunk_epoch = chunk.epoch or storage.epoch
+        reset = False
+        if after is not None and (chunk_epoch != epoch or after > chunk.last_seq):
+            # Another epoch (another store, a wiped one) or past the newest: start over.
+            reset, after = True, None
+            chunk = reads.get((None, limit))
+            if chunk is None:
+                chunk = reads[(None, limit)] = await storage.read(channel, None, limit)
+            chunk_epoch = chunk.epoch or storage.epoch
+        return _part(channel, chunk_epoch, chunk, after, reset)
+
+    # -- counts (metrics, tests, channel info) ------------------------------
 
     def waiters(self, channel: str) -> int:
-        """Polls currently held on ``channel`` in this process."""
+        """Readers of ``channel`` in this process (held, or in their first read)."""
         state = self._channels.get(channel)
-        return state.holds if state is not None else 0
+        return len(state.readers) if state is not None else 0
+
+    def holding(self, channel: str) -> int:
+        """Readers of ``channel`` that have read and now wait for news."""
+        state = self._channels.get(channel)
+        return sum(1 for reader in state.readers if reader.held) if state is not None else 0
 
     def total_waiters(self) -> int:
-        """Polls currently held in this process, on all channels."""
+        """Readers that may be held (polls with a timeout, streams), on all channels."""
         return self._held
 
-    def condition_backlog(self, channel: str) -> int:
-        """Futures in the channel Condition's waiter list (0 if no state)."""
-        state = self._channels.get(channel)
-        return state.cond.pending if state is not None else 0
+    def pending_deadlines(self) -> int:
+        """Live entries in the deadline heap (for tests: nothing left behind)."""
+        return len(self._deadlines)
+
+    # -- the coroutine API: one answer, awaited ----------------------------
 
     async def poll(
         self,
@@ -238,187 +392,85 @@ class Hub:
         limit: int,
         hold: Hold | None = None,
     ) -> PollResult | None:
-        """Answer a poll, holding up to ``timeout`` seconds when nothing is newer.
+        """Answer a single-channel poll, holding up to ``timeout`` seconds when nothing is newer.
 
         ``cursor`` must already be well-formed (see :func:`parse_cursor`).
         Returns ``None`` only when ``hold`` was cancelled. Raises
         :class:`Overloaded` when a poll that may need holding arrives while
-        ``max_waiters`` polls are held or the hub is closing.
+        ``max_waiters`` readers are held or the hub is closing, and
+        :class:`StorageUnavailable` when its first read fails.
         """
-        if not self._opened:
-            await self.open()
-        parsed = parse_cursor(cursor)
-        storage = self.storage
-        # `after` counts in `epoch`. A cursor from another epoch is detected
-        # after the read, against the epoch the slice was taken in: a shared
-        # store's epoch can change under a running process (Redis FLUSHALL).
-        after: int | None = None
-        epoch = storage.epoch
-        if parsed is not None:
-            after, epoch = parsed.seq, parsed.epoch
-        if timeout <= 0:
-            return await self._read_once(channel, after, epoch, limit)
-        if self._closing:
-            raise Overloaded("the server is shutting down")
-        if self._held >= self.max_waiters:
-            raise Overloaded(f"too many held polls ({self.max_waiters}, --max-waiters)")
+        position = position_from_cursor(channel, parse_cursor(cursor))
+        answer = await self.read_once([position], timeout, limit, hold, single=True)
+        return None if answer is None else answer.part
 
-        state = self._channels.get(channel)
-        if state is None:
-            state = self._channels[channel] = _ChannelState()
-        state.holds += 1
-        self._held += 1
-        deadline = IOLoop.current().time() + timeout
-        reset = False
-        holding = False  # True once a read found nothing newer than `after`
-        try:
-            while True:
-                version = state.version
-                try:
-                    chunk, result = await self._shared_read(
-                        state, channel, epoch, after, limit, reset
-                    )
-                except StorageUnavailable:
-                    # A poll already holding is not failed by a store that is
-                    # down for a while: it keeps waiting, re-reads on the next
-                    # wake-up (a shared store wakes everyone after reconnecting)
-                    # and is answered normally at its deadline.
-                    if not holding or after is None:
-                        raise
-                    if hold is not None and hold.cancelled:
-                        return None
-                    if self._closing or IOLoop.current().time() >= deadline:
-                        return PollResult([], format_cursor(epoch, after), reset=reset)
-                    if not await self._wait(state, deadline, hold):
-                        return None
-                    continue
-                if hold is not None and hold.cancelled:
-                    return None
-                chunk_epoch = chunk.epoch or storage.epoch
-                if after is not None and (chunk_epoch != epoch or after > chunk.last_seq):
-                    reset, after = True, None
-                    continue
-                epoch = chunk_epoch
-                if result is not None:
-                    return result
-                if after is None:
-                    after = chunk.last_seq
-                holding = True
-                if self._closing or IOLoop.current().time() >= deadline:
-                    return PollResult([], format_cursor(epoch, after), reset=reset)
-                if state.version != version:
-                    continue
-                if not await self._wait(state, deadline, hold):
-                    return None
-        finally:
-            self._held -= 1
-            state.holds -= 1
-            if state.holds == 0 and self._channels.get(channel) is state:
-                del self._channels[channel]
-
-    @staticmethod
-    async def _wait(state: _ChannelState, deadline: float, hold: Hold | None) -> bool:
-        """Wait for a wake-up or the deadline; ``False`` if ``hold`` was cancelled meanwhile."""
-        future = state.cond.wait(deadline)
-        if hold is not None:
-            hold.future = future  # type: ignore[assignment]
-        try:
-            await future
-        except asyncio.CancelledError:
-            state.cond.forget()
-            if hold is not None and hold.cancelled:
-                return False
-            raise
-        return True
-
-    async def _shared_read(
+    async def read_once(
         self,
-        state: _ChannelState,
-        channel: str,
-        epoch: str,
-        after: int | None,
+        positions: list[Position],
+        timeout: float,
         limit: int,
-        reset: bool,
-    ) -> _Read:
-        """Read storage and build the answer once per key and wake version.
+        hold: Hold | None = None,
+        *,
+        single: bool = False,
+    ) -> Answer | None:
+        """One answer for ``positions`` (a poll): the first news, or none at the deadline.
 
-        The first poll to ask reads; polls asking for the same key while that
-        read is in flight, or after it, at the same version, get its result.
-        The answer is ``None`` when there is nothing to answer yet, and also
-        when the cursor does not fit the slice (another epoch, or past the
-        newest message): the caller then starts over without a cursor.
+        ``single``: the single-channel poll's rules (it holds through an empty
+        reset). ``None`` when ``hold`` was cancelled.
         """
-        if state.reads_version != state.version:
-            state.reads.clear()
-            state.reads_version = state.version
-        key = ("" if after is None else epoch, after, limit, reset)
-        shared = state.reads.get(key)
-        if shared is not None:
-            return shared.result() if shared.done() else await shared
-        shared = state.reads[key] = asyncio.get_running_loop().create_future()
-        try:
-            chunk = await self.storage.read(channel, after, limit)
-        except BaseException as error:
-            if state.reads.get(key) is shared:
-                del state.reads[key]
-            if isinstance(error, Exception):
-                shared.set_exception(error)
-                shared.exception()  # retrieved: no "never retrieved" warning if nobody shared it
-            else:
-                shared.cancel()
-            raise
-        chunk_epoch = chunk.epoch or self.storage.epoch
-        result = None
-        if after is None or (chunk_epoch == epoch and after <= chunk.last_seq):
-            result = _result(chunk_epoch, chunk.messages, chunk.last_seq,
-                             chunk.first_seq, after, reset)
-        answer = (chunk, result)
-        shared.set_result(answer)
-        return answer
-
-    async def _read_once(
-        self, channel: str, after: int | None, epoch: str, limit: int
-    ) -> PollResult:
-        storage = self.storage
-        reset = False
-        chunk = await storage.read(channel, after, limit)
-        chunk_epoch = chunk.epoch or storage.epoch
-        if after is not None and (chunk_epoch != epoch or after > chunk.last_seq):
-            reset, after = True, None
-            chunk = await storage.read(channel, None, limit)
-            chunk_epoch = chunk.epoch or storage.epoch
-        result = _result(chunk_epoch, chunk.messages, chunk.last_seq,
-                         chunk.first_seq, after, reset)
-        if result is not None:
-            return result
-        return PollResult([], format_cursor(chunk_epoch, chunk.last_seq), reset=reset)
-
-
-def _result(
-    epoch: str,
-    messages: list[Message],
-    last_seq: int,
-    first_seq: int,
-    after: int | None,
-    reset: bool,
-) -> PollResult | None:
-    """The answer for a read, or ``None`` if there is nothing to answer yet."""
-    if after is None:
-        if not messages:
+        if hold is not None and hold.cancelled:
             return None
-        return PollResult(messages, messages[-1].id, more=False, missed=False, reset=reset)
-    if after >= last_seq:
-        return None
-    # Something newer than the cursor exists; anything before first_seq is gone.
-    missed = first_seq > after + 1
-    if not messages:
-        return PollResult([], format_cursor(epoch, last_seq), missed=missed, reset=reset)
-    return PollResult(
-        messages,
-        messages[-1].id,
-        more=messages[-1].seq < last_seq,
-        missed=missed,
-        reset=reset,
-    )
+        reader = (_SinglePollReader if single else _FutureReader)(positions, limit, timeout)
+        if hold is not None:
+            hold.reader = reader
+        self.subscribe(reader)
+        try:
+            return await reader.future
+        except asyncio.CancelledError:
+            self.unsubscribe(reader)
+            raise
 
+
+class _FutureReader(Subscriber):
+    """A poll whose answer resolves a future (for RequestHandlers and embedders)."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, positions: list[Position], limit: int, timeout: float) -> None:
+        super().__init__(positions, limit, timeout)
+        self.future: asyncio.Future[Answer | None] = asyncio.get_running_loop().create_future()
+
+    def deliver(self, answer: Answer) -> None:
+        if not self.future.done():
+            self.future.set_result(answer)
+
+    def fail(self, error: StorageUnavailable) -> None:
+        if not self.future.done():
+            self.future.set_exception(error)
+
+    def cancel(self) -> None:
+        if self.hub is not None:
+            self.hub.unsubscribe(self)
+        if not self.future.done():
+            self.future.set_result(None)
+
+
+class _SinglePollReader(_FutureReader):
+    holds_empty_reset = True
+    __slots__ = ()
+
+
+def _part(channel: str, epoch: str, chunk: Slice, after: int | None, reset: bool) -> PollResult:
+    """What a read gives a reader that was at ``after`` (``None``: no position)."""
+    messages, last_seq = chunk.messages, chunk.last_seq
+    if after is None:
+        return PollResult.at(channel, epoch, last_seq, messages, False, False, reset)
+    if after >= last_seq:
+        return PollResult.at(channel, epoch, after, [], False, False, reset)
+    # Something newer than the cursor exists; anything before first_seq is gone.
+    missed = chunk.first_seq > after + 1
+    end = chunk.end
+    if end is None:  # a store that does not say: the old rule
+        end = messages[-1].seq if messages else last_seq
+    return PollResult.at(channel, epoch, end, messages, end < last_seq, missed, reset)
 

@@ -44,12 +44,30 @@ class Metrics:
         )
         self._storage_errors = _prom.Counter("tornado_lp_storage_errors",
                                              "Storage operations that failed", registry=r)
+        streams = _prom.Gauge("tornado_lp_streams", "Streams open now, by transport",
+                              ["transport"], registry=r)
+        self._streams = {kind: streams.labels(kind) for kind in ("sse", "ws")}
+        self._streamed = _prom.Counter("tornado_lp_messages_streamed",
+                                       "Messages delivered on streams (SSE, WebSocket)",
+                                       registry=r)
 
     def poll_answered(self, outcome: str, delivered: int) -> None:
         if self.available:
             self._polls[outcome].inc()
             if delivered:
                 self._delivered.inc(delivered)
+
+    def stream_opened(self, transport: str) -> None:
+        if self.available:
+            self._streams[transport].inc()
+
+    def stream_closed(self, transport: str) -> None:
+        if self.available:
+            self._streams[transport].dec()
+
+    def streamed(self, delivered: int) -> None:
+        if self.available and delivered:
+            self._streamed.inc(delivered)
 
     def published(self, seconds: float) -> None:
         if self.available:

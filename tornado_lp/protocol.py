@@ -3,25 +3,41 @@
 A cursor is ``<epoch>-<seq>``: ``epoch`` is 16 lowercase hex digits naming the
 store, ``seq`` the message's position in its channel (1 for the first message,
 0 for "before the first"). Clients treat it as opaque.
+
+A *stream cursor* stands for a position in each of several channels (the
+multiplexed poll, Server-Sent Events, WebSocket): ``<epoch>`` followed, per
+channel with a known position, by ``~<tag><seq>``, where ``tag`` is 10 hex
+digits naming the channel (:func:`channel_tag`). ``~<tag>`` without a seq marks
+a position from another epoch (the reader gets ``reset`` for that channel).
+Only ``[0-9a-f~]``: usable unchanged as an SSE ``id:``, a ``Last-Event-ID``
+header and in a query string; 16 channels take under 500 characters.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
 import re
 import secrets
+from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 __all__ = [
     "DEFAULT_LIMIT",
     "DEFAULT_TIMEOUT",
+    "MAX_CHANNELS",
     "MAX_LIMIT",
     "Cursor",
     "ProtocolError",
+    "channel_tag",
     "format_cursor",
+    "format_stream_cursor",
     "new_epoch",
+    "parse_channels",
     "parse_cursor",
     "parse_limit",
+    "parse_stream_cursor",
     "parse_timeout",
     "valid_channel",
 ]
@@ -30,8 +46,12 @@ DEFAULT_TIMEOUT = 25.0
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
 
+MAX_CHANNELS = 16  # channels of one stream, multiplexed poll or WebSocket
+
 _CHANNEL = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _CURSOR = re.compile(r"([0-9a-f]{16})-(0|[1-9][0-9]{0,17})")
+_STREAM_CURSOR = re.compile(r"[0-9a-f]{16}(?:~[0-9a-f]{10}(?:0|[1-9][0-9]{0,17})?){0,64}")
+_STREAM_ENTRY = re.compile(r"~([0-9a-f]{10})([0-9]*)")
 
 
 class ProtocolError(ValueError):
@@ -90,3 +110,90 @@ def parse_limit(text: str | None) -> int:
     if not 1 <= value <= MAX_LIMIT:
         raise ProtocolError(f"limit must be an integer from 1 to {MAX_LIMIT}, got {text[:40]!r}")
     return value
+
+
+def parse_channels(values: Iterable[str]) -> tuple[str, ...]:
+    """The channels of a stream from its ``channel`` arguments (each comma-separated).
+
+    1 to :data:`MAX_CHANNELS` distinct valid names, in the order given; else
+    :class:`ProtocolError` naming ``channel``.
+    """
+    names = [name for value in values for name in value.split(",")]
+    if not names or names == [""]:
+        raise ProtocolError("channel is missing: name 1 to 16 channels, comma-separated")
+    if len(names) > MAX_CHANNELS:
+        raise ProtocolError(
+            f"channel names {len(names)} channels; at most {MAX_CHANNELS} per request"
+        )
+    for name in names:
+        if not valid_channel(name):
+            raise ProtocolError(
+                f"channel {name[:80]!r} is not a valid channel name: use 1-64 characters "
+                "of A-Z a-z 0-9 _ . -"
+            )
+    if len(set(names)) != len(names):
+        twice = next(name for name in names if names.count(name) > 1)
+        raise ProtocolError(f"channel lists {twice!r} twice")
+    return tuple(names)
+
+
+@functools.lru_cache(maxsize=65536)
+def channel_tag(name: str) -> str:
+    """10 hex digits naming ``name`` inside a stream cursor (40 bits of BLAKE2s)."""
+    return hashlib.blake2s(name.encode(), digest_size=5).hexdigest()
+
+
+#: A channel's position in a stream cursor: a seq in the cursor's epoch, or
+#: ``None`` for a position from another epoch.
+StreamPositions = Mapping[str, "int | None"]
+
+
+def parse_stream_cursor(
+    text: str | None, channels: Iterable[str]
+) -> tuple[str, dict[str, int | None]] | None:
+    """``(epoch, {channel: seq or None})`` for the ``channels`` the cursor names.
+
+    ``None`` or empty means no cursor. Entries for other channels are ignored
+    (the reader changed its channel list); a channel the cursor does not name
+    is absent from the result (it gets its backlog). Raises
+    :class:`ProtocolError` naming ``cursor`` for anything the server never gives.
+    """
+    if not text:
+        return None
+    if _STREAM_CURSOR.fullmatch(text) is None:
+        raise ProtocolError(
+            f"cursor {text[:80]!r} is malformed: send back the cursor (or SSE id) the "
+            "server gave for these channels"
+        )
+    by_tag = _tags(tuple(channels))
+    positions: dict[str, int | None] = {}
+    for tag, seq in _STREAM_ENTRY.findall(text, 16):
+        channel = by_tag.get(tag)
+        if channel is not None:
+            positions[channel] = int(seq) if seq else None
+    return text[:16], positions
+
+
+def format_stream_cursor(epoch: str, positions: StreamPositions) -> str:
+    """The stream cursor for ``positions`` ({channel: seq in ``epoch``, or None})."""
+    by_tag = _tags(tuple(positions))
+    entries = sorted(
+        (tag, "" if positions[channel] is None else str(positions[channel]))
+        for tag, channel in by_tag.items()
+    )
+    return epoch + "".join(f"~{tag}{seq}" for tag, seq in entries)
+
+
+@functools.lru_cache(maxsize=4096)
+def _tags(channels: tuple[str, ...]) -> dict[str, str]:
+    """{tag: channel}, leaving out channels whose tags collide (they get their backlog)."""
+    by_tag: dict[str, str] = {}
+    collided = set()
+    for channel in channels:
+        tag = channel_tag(channel)
+        if tag in by_tag and by_tag[tag] != channel:
+            collided.add(tag)
+        by_tag[tag] = channel
+    for tag in collided:
+        del by_tag[tag]
+    return by_tag

@@ -19,6 +19,7 @@ from tornado.escape import json_encode
 from . import protocol
 from .base import JSONHandler
 from .handlers import PublishHandler
+from .publishing import PublishRequest
 
 __all__ = ["SEED_CHANNEL", "SeedCreateHandler", "SeedUpdateHandler", "random_text"]
 
@@ -58,6 +59,6 @@ class SeedCreateHandler(PublishHandler):
     """``POST /create`` and ``POST /new``: publish a random 6-character message."""
 
     async def post(self) -> None:  # type: ignore[override]
-        message = await self.publish(SEED_CHANNEL, random_text())
+        message = await self.publish(SEED_CHANNEL, PublishRequest(random_text()))
         self.set_status(201)
         self.finish(message.encoded)

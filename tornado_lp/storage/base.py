@@ -103,13 +103,16 @@ class Slice:
     had (0 if none). ``first_seq``: the oldest retained seq, or ``last_seq + 1``
     when nothing is retained. ``epoch``: the store's epoch when the slice was
     taken, for stores whose epoch can change while running (a shared store
-    that was wiped); ``None`` means :attr:`Storage.epoch`.
+    that was wiped); ``None`` means :attr:`Storage.epoch`. ``end``: the seq the
+    read covered up to, the reader's position after it; ``None``: the seq of
+    the last message returned, or ``last_seq`` when none is.
     """
 
     messages: list[Message]
     last_seq: int
     first_seq: int
     epoch: str | None = None
+    end: int | None = None
 
 
 class Storage(abc.ABC):
