@@ -12,6 +12,8 @@ process (each stands for a process of its own).
 from __future__ import annotations
 
 import asyncio
+import http.client
+import json
 import logging
 import re
 import threading
@@ -20,6 +22,7 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -76,6 +79,45 @@ class Follower(threading.Thread):
             self.cursor = answer["cursor"]
 
 
+class Stream(threading.Thread):
+    """A screen on Server-Sent Events: reads ``/events`` until it has shown the body ``until``.
+
+    ``events``: ``(type, data)`` in order; ``type`` is ``message``, ``reset`` or ``missed``.
+    """
+
+    def __init__(self, url: str, channel: str, until: str) -> None:
+        super().__init__(daemon=True)
+        parts = urlsplit(url)
+        self.conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=60)
+        self.conn.request("GET", f"/events?channel={channel}")
+        self.response = self.conn.getresponse()
+        assert self.response.status == 200
+        self.until = until
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self.shown = threading.Event()  # at least one message arrived
+
+    def run(self) -> None:
+        kind, data = "message", ""
+        try:
+            for raw in self.response:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: "):
+                    data = line[6:]
+                elif not line and data:
+                    self.events.append((kind, json.loads(data)))
+                    self.shown.set()
+                    if kind == "message" and self.events[-1][1]["body"] == self.until:
+                        return
+                    kind, data = "message", ""
+        finally:
+            self.conn.close()
+
+    def messages(self) -> list[dict[str, Any]]:
+        return [data for kind, data in self.events if kind == "message"]
+
+
 @pytest.mark.parametrize("persistence", ["rdb", "everysec", "always"])
 def test_redis_killed_and_restarted_with_less_data(persistence: str, tmp_path: Path) -> None:
     with RedisServer(tmp_path, persistence=persistence) as redis:
@@ -95,7 +137,9 @@ def test_redis_killed_and_restarted_with_less_data(persistence: str, tmp_path: P
             held = [Follower(url, "t", cursor, "n6") for url in (a, b)]
             for poller in held:
                 poller.start()
-            wait_for_waiters([a, b], "t", 2)
+            stream = Stream(a, "t", "n6")  # its backlog m1..m5, then it waits
+            stream.start()
+            wait_for_waiters([a, b], "t", 3)
             redis.kill()
             redis.restart()
             fresh = [publish(url, "t", f"n{i}") for url, i in ((a, 4), (b, 5), (a, 6))]
@@ -104,6 +148,11 @@ def test_redis_killed_and_restarted_with_less_data(persistence: str, tmp_path: P
             status, again = call(f"{b}channels/t/poll?timeout=0&cursor={cursor}")
             assert status == 200
             bodies.add(again["messages"])
+            stream.join(60)
+            assert not stream.is_alive(), stream.events
+            bodies.add(stream.messages())
+            before_kill = stream.messages()[:5]
+            assert before_kill == sent
             for poller in held:
                 poller.join(60)
                 assert not poller.is_alive(), poller.answers
@@ -119,6 +168,7 @@ def test_redis_killed_and_restarted_with_less_data(persistence: str, tmp_path: P
                     assert poller.messages == fresh
                     assert not any(x["reset"] or x["missed"] for x in poller.answers)
                 assert sum("restarted (run_id" in node.stderr() for node in nodes) == 1
+                assert stream.events[5:] == [("message", m) for m in fresh]
             else:
                 new_epoch = epoch_of(fresh[0]["id"])
                 assert new_epoch != old_epoch
@@ -142,6 +192,12 @@ def test_redis_killed_and_restarted_with_less_data(persistence: str, tmp_path: P
                     assert not any(x["reset"] for x in poller.answers[1:])
                     assert poller.messages[-3:] == fresh
                     assert {epoch_of(m["id"]) for m in poller.messages} == {new_epoch}
+                # The stream stayed open through the restart and told the reset in it.
+                assert stream.events[5] == ("reset", {"channel": "t"}), stream.events
+                after = stream.events[6:]
+                assert all(kind == "message" for kind, _ in after)
+                assert {epoch_of(m["id"]) for _, m in after} == {new_epoch}
+                assert [m for _, m in after][-3:] == fresh
                 # The nodes raced on one restart; the store was rotated once.
                 rotated = sum(
                     len(re.findall("nothing proves it kept", node.stderr())) for node in nodes
