@@ -46,8 +46,12 @@ log = logging.getLogger("tornado_lp.hub")
 
 
 #: Seconds a channel that just answered news waits before its next round, so that
-#: a burst is answered in batches; a quiet channel answers at once.
+#: a burst is answered in batches; a quiet channel answers at once. The window
+#: doubles, up to BATCH_WINDOW_MAX, with every round whose answers carried
+#: several messages (publishes outpacing answers), and is back to BATCH_WINDOW
+#: after a round that carried one each.
 BATCH_WINDOW = 0.002
+BATCH_WINDOW_MAX = 0.05
 
 
 class Overloaded(Exception):
@@ -64,7 +68,7 @@ class _Channel:
     """
 
     __slots__ = ("cond", "fresh", "name", "pump", "quiet_at", "read_version", "readers",
-                 "version")
+                 "version", "window")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -74,6 +78,7 @@ class _Channel:
         self.version = 0
         self.read_version = 0
         self.quiet_at = 0.0  # loop time before which the next round waits (busy channel)
+        self.window = 0.0  # the window the channel's next news round opens
         self.pump: asyncio.Task[None] | None = None
 
 
@@ -96,19 +101,26 @@ class Hub:
     """Publish and read over one storage. Owns no global state."""
 
     def __init__(
-        self, storage: Storage, max_waiters: int = 50_000, batch_window: float = BATCH_WINDOW
+        self,
+        storage: Storage,
+        max_waiters: int = 50_000,
+        batch_window: float = BATCH_WINDOW,
+        batch_window_max: float = BATCH_WINDOW_MAX,
     ) -> None:
         if max_waiters < 1:
             raise ValueError("max_waiters must be at least 1")
-        if not batch_window >= 0:
-            raise ValueError("batch_window must be a number of seconds >= 0")
+        if not 0 <= batch_window <= batch_window_max:
+            raise ValueError("batch windows must be seconds with 0 <= batch_window <= max")
         self.storage = storage
         self.max_waiters = max_waiters
         self.batch_window = batch_window
+        self.batch_window_max = batch_window_max
         self._held = 0
         self._channels: dict[str, _Channel] = {}
         self._deadlines = Deadlines()
         self._answers: dict[tuple[object, ...], Answer] = {}
+        #: channel -> (end of its window, its window), while it has no state
+        self._busy: dict[str, tuple[float, float]] = {}
         self._opened = False
         self._closing = False
         self.storage.watch(self.wake)
@@ -205,6 +217,9 @@ class Hub:
             state = channels.get(position.channel)
             if state is None:
                 state = channels[position.channel] = _Channel(position.channel)
+                busy = self._busy.pop(position.channel, None)
+                if busy is not None:
+                    state.quiet_at, state.window = busy
             state.readers[reader] = position
             state.fresh.append(reader)
             self._run(state)
@@ -229,7 +244,24 @@ class Hub:
             if state is not None and state.readers.pop(reader, None) is not None:
                 if not state.readers:
                     del channels[position.channel]
+                    if state.quiet_at:
+                        self._note_busy(state)
                     state.cond.notify_all()  # its pump ends
+
+    def _note_busy(self, state: _Channel) -> None:
+        """Remember a busy channel's window across the moment it has no readers.
+
+        A fanout answers every reader at once, so the channel state goes, and
+        the re-polls that follow make a new one: without this, the window that
+        batches a burst would never apply. Entries past their moment are dropped.
+        """
+        now = asyncio.get_running_loop().time()
+        if state.quiet_at > now:
+            busy = self._busy
+            busy[state.name] = (state.quiet_at, state.window)
+            if len(busy) > 1024:
+                for name in [name for name, (until, _) in busy.items() if until <= now]:
+                    del busy[name]
 
     def answer(
         self,
@@ -286,8 +318,7 @@ class Hub:
                     state.fresh.clear()
                 else:
                     batch, state.fresh = state.fresh, []
-                if await self._round(state, batch) and self.batch_window:
-                    state.quiet_at = loop.time() + self.batch_window
+                await self._round(state, batch)
         except Exception:  # a bug: fail the readers rather than leave them hanging
             log.exception("reading channel %s failed", state.name)
             failure = StorageUnavailable("internal error while reading")
@@ -307,7 +338,7 @@ class Hub:
 
         True if some reader was told news.
         """
-        told = False
+        told = told_many = False
         readers = state.readers
         groups: dict[tuple[str, int | None, int], list[tuple[Subscriber, Position]]] = {}
         for reader in batch:
@@ -327,7 +358,17 @@ class Hub:
                 for reader, _position in group:
                     reader._failed(error)
                 continue
-            told = told or part.news
+            if part.news:
+                told = True
+                if self.batch_window:  # set before the readers go (the state may go with them)
+                    if len(part.messages) > 1:  # publishes outpace answers: batch more
+                        if not told_many:
+                            state.window = min(self.batch_window_max,
+                                               max(self.batch_window, 2 * state.window))
+                            told_many = True
+                    elif not told_many:
+                        state.window = self.batch_window
+                    state.quiet_at = asyncio.get_running_loop().time() + state.window
             again = state.fresh
             for reader, position in group:
                 try:
