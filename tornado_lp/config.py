@@ -116,7 +116,8 @@ OPTIONS: list[tuple[str, Callable[[str], Any] | None, Any, str]] = [
     ("port", _named("a port number 0-65535", _port), 8888, "port to listen on (0: any free port)"),
     ("storage", None, "memory://",
      "storage URL: memory://, sqlite:///relative.db, sqlite:////absolute.db, "
-     "redis://[:password@]host:port/db, rediss://..., unix:///path/redis.sock[?db=N] "
+     "redis://[:password@]host:port/db, rediss://..., unix:///path/redis.sock[?db=N], "
+     "redis+sentinel://[:password@]host:port[,host:port...]/service_name[/db] "
      "(docs/STORAGE.md)"),
     ("max-messages", _named("an integer >= 1", _positive_int), 1000,
      "messages retained per channel"),

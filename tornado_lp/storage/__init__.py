@@ -37,7 +37,10 @@ __all__ = [
     "storage_from_url",
 ]
 
-SCHEMES = "memory://, sqlite:///relative.db, sqlite:////absolute.db, redis://, rediss://, unix://"
+SCHEMES = (
+    "memory://, sqlite:///relative.db, sqlite:////absolute.db, redis://, rediss://, unix://, "
+    "redis+sentinel://"
+)
 
 
 def storage_from_url(
@@ -49,9 +52,10 @@ def storage_from_url(
 ) -> Storage:
     """Make (not open) the backend that ``url`` names.
 
-    ``redis_*`` apply to ``redis://``, ``rediss://`` and ``unix://`` (a Redis
-    socket). Raises :class:`StorageConfigError` for an unknown scheme, a
-    malformed URL or a backend whose driver is not installed.
+    ``redis_*`` apply to ``redis://``, ``rediss://``, ``unix://`` (a Redis
+    socket) and ``redis+sentinel://`` (a master found through Sentinel).
+    Raises :class:`StorageConfigError` for an unknown scheme, a malformed URL
+    or a backend whose driver is not installed.
     """
     scheme = urlsplit(url).scheme.lower()
     if scheme == "memory":
@@ -60,7 +64,7 @@ def storage_from_url(
         from .sqlite import SqliteStorage
 
         return SqliteStorage.from_url(url, limits)
-    if scheme in {"redis", "rediss", "unix"}:
+    if scheme in {"redis", "rediss", "unix", "redis+sentinel"}:
         try:
             from .redis_store import RedisStorage
         except ImportError as error:

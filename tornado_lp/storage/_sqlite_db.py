@@ -8,6 +8,7 @@ every migration, so fresh and migrated files are the same)::
 
     schema_version(version)                       one row; older versions are migrated on open
     meta(key PRIMARY KEY, value)                  'epoch': the store's cursor epoch
+                                                  ('boot_id', 'clean', 'synchronous': _sqlite_boot)
     channels(id PRIMARY KEY, name UNIQUE,         one row per channel; last_seq survives
              last_seq, last_ts, first_seq,        trimming and restarts; first_seq is
              floor, last_alert, flags)            Slice.first_seq as of the last write,
@@ -51,6 +52,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..protocol import new_epoch
+from . import _sqlite_boot
 from .base import (
     ChannelLimitError,
     Limits,
@@ -163,6 +165,7 @@ class Database:
         self.epoch = ""
         #: The earliest expiry of any row (None: no row expires), for the sweep.
         self.next_expiry: float | None = None
+        self._marked = False  # this run is recorded in meta: mark it clean on close
 
     # -- lifecycle -------------------------------------------------------
 
@@ -184,6 +187,9 @@ class Database:
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             self.epoch = self._schema()
             self._find_next_expiry()
+            if path != ":memory:":  # a power cut under synchronous=normal: see _sqlite_boot
+                self.epoch = _sqlite_boot.opened(conn, self.synchronous, self.epoch)
+                self._marked = True
         except sqlite3.Error as error:
             self.close()
             hint = " (is its folder writable?)" if "unable to open" in str(error) else ""
@@ -261,6 +267,8 @@ class Database:
         try:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            if self._marked:
+                _sqlite_boot.closed_cleanly(conn)
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error:
             pass  # the file stays consistent; the next open replays the WAL

@@ -11,6 +11,11 @@ reconnects it calls ``wake(None)`` so that held polls re-read what was
 published while notices could not arrive. It answers a heartbeat, so a
 silently dead connection is noticed within seconds.
 
+Every new connection first runs the server guard (:mod:`._redis_guard`),
+which gives the store a new epoch when Redis restarted or failed over and may
+have lost acknowledged messages. ``redis+sentinel://`` URLs find, and follow,
+the master through Redis Sentinel (:mod:`._redis_sentinel`).
+
 Outages: commands fail at once (no client-side retries that could store a
 message twice) and become :class:`StorageUnavailable`; one log line when Redis
 is lost, one when it is back. The module is named ``redis_store`` so that it
@@ -30,6 +35,7 @@ from urllib.parse import urlsplit
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import (
     AuthenticationError,
@@ -41,7 +47,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..protocol import new_epoch
-from . import _redis_lua
+from . import _redis_lua, _redis_sentinel
+from ._redis_guard import ROTATED, ReplicaError, ServerGuard, Verdict
 from .base import (
     ChannelLimitError,
     Limits,
@@ -91,17 +98,8 @@ class RedisStorage(Storage):
         self.connect_timeout = connect_timeout
         self.description = f"{_redact(url)} (prefix {prefix!r})"
         self.epoch = ""
-        _check_url(url)
-        try:
-            self._client = aioredis.Redis.from_url(
-                url,
-                protocol=2,  # the replies parsed here; redis-py 5 defaults to it, 8 to RESP3
-                retry=Retry(NoBackoff(), 0),
-                socket_timeout=self.command_timeout,
-                socket_connect_timeout=self.command_timeout,
-            )
-        except ValueError as error:
-            raise StorageConfigError(f"bad redis URL {_redact(url)!r}: {error}") from None
+        self._guard = ServerGuard(prefix, self._checked, _redact(url))
+        self._client, self._sentinel = self._make_client(url)
         self._epoch_key = prefix + "epoch"
         self._seqs_key = prefix + "seqs"
         self._notify = prefix + "notify"
@@ -120,6 +118,23 @@ class RedisStorage(Storage):
         self._closed = False
         self._lost_since: float | None = None
         self._commands = asyncio.Semaphore(CONCURRENT_COMMANDS)
+
+    def _make_client(self, url: str) -> tuple[aioredis.Redis, Sentinel | None]:
+        """The client for ``url``: every connection it opens runs the server guard first."""
+        options: dict[str, Any] = {
+            "protocol": 2,  # the replies parsed here; redis-py 5 defaults to it, 8 to RESP3
+            "retry": Retry(NoBackoff(), 0),
+            "socket_timeout": self.command_timeout,
+            "socket_connect_timeout": self.command_timeout,
+            "redis_connect_func": self._guard.on_connect,
+        }
+        if urlsplit(url).scheme.lower() == _redis_sentinel.SCHEME:
+            return _redis_sentinel.connect(_redis_sentinel.parse(url, _redact(url)), **options)
+        _check_url(url)
+        try:
+            return aioredis.Redis.from_url(url, **options), None
+        except ValueError as error:
+            raise StorageConfigError(f"bad redis URL {_redact(url)!r}: {error}") from None
 
     def _stream_key(self, channel: str) -> str:
         return f"{self.prefix}s:{channel}"
@@ -150,15 +165,21 @@ class RedisStorage(Storage):
                 await self._check_server()
                 break
             except StorageConfigError:
-                await self._client.aclose()
+                await self._close_clients()
                 raise
             except (AuthenticationError, NoPermissionError, ResponseError) as error:
-                await self._client.aclose()
+                await self._close_clients()
                 raise StorageConfigError(f"redis at {_redact(self.url)} refused: {error}") from None
             except _LOST as error:
+                if isinstance(error, ReplicaError) and self._sentinel is None:
+                    await self._close_clients()
+                    raise StorageConfigError(
+                        f"{error}: --storage must name the master "
+                        f"(or the Sentinels, with {_redis_sentinel.SCHEME}://)"
+                    ) from None
                 remaining = deadline - loop.time()
                 if remaining <= 0:
-                    await self._client.aclose()
+                    await self._close_clients()
                     raise StorageConfigError(
                         f"cannot reach redis at {_redact(self.url)} within "
                         f"{self.connect_timeout:g} s (--redis-connect-timeout): {error}"
@@ -208,7 +229,13 @@ class RedisStorage(Storage):
                 await self._listener
             except asyncio.CancelledError:
                 pass
+        await self._close_clients()
+
+    async def _close_clients(self) -> None:
         await self._client.aclose()
+        if self._sentinel is not None:
+            for sentinel in self._sentinel.sentinels:  # Sentinel.aclose() is redis-py 6+
+                await sentinel.aclose()
 
     def watch(self, wake: Callable[[str | None], None]) -> None:
         self._watchers.append(wake)
@@ -325,11 +352,35 @@ class RedisStorage(Storage):
         if epoch != self.epoch:
             if self.epoch:
                 log.warning(
-                    "the redis store was wiped (epoch %s -> %s): clients will get reset",
+                    "the redis store has a new epoch (%s -> %s: it was wiped, or another "
+                    "process found that Redis may have lost messages): clients will get reset",
                     self.epoch, epoch,
                 )
             self.epoch = epoch
         return epoch
+
+    def _checked(self, found: Verdict) -> None:
+        """The server guard checked a new connection (see :mod:`._redis_guard`)."""
+        where = _redact(self.url)
+        if found.verdict in ROTATED:
+            if found.previous:
+                why = (f"is not the server this store last ran on (run_id {found.previous[:8]} "
+                       f"-> {found.run_id[:8]}: Redis restarted, or another server took over)")
+            else:
+                why = "holds no record of the server this store ran on"
+            log.warning(
+                "redis at %s %s and nothing proves it kept every acknowledged message: "
+                "new epoch %s, clients will get reset", where, why, found.epoch,
+            )
+        elif found.verdict == "kept":
+            log.warning(
+                "redis at %s restarted (run_id %s -> %s) with appendonly yes and appendfsync "
+                "always: nothing acknowledged was lost, cursors stay valid",
+                where, found.previous[:8], found.run_id[:8],
+            )
+        if found.verdict in ROTATED:
+            self.epoch = found.epoch  # announced above: no second line
+        self._set_epoch(found.epoch)
 
     # -- notices from other processes ----------------------------------------
 

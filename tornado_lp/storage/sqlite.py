@@ -20,7 +20,8 @@ worker's hold on the GIL short.
 Durability, with the WAL journal: ``synchronous=full`` (default) syncs the WAL
 on every commit, so an acknowledged message survives a power cut;
 ``synchronous=normal`` syncs only at checkpoints, so it survives a process
-crash or ``kill -9`` but a power cut may lose the newest commits.
+crash or ``kill -9`` but a power cut may lose the newest commits; the next
+start then gives the store a new epoch (see :mod:`._sqlite_boot`).
 """
 
 from __future__ import annotations
