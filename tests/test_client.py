@@ -215,8 +215,11 @@ def test_fields_are_sent_as_json_and_the_stored_message_comes_back() -> None:
 
         async def scenario() -> None:
             async with Client(server.url) as client:
-                stored = await client.publish("f", "with fields", priority=2)
+                stored = await client.publish("f", "with fields", priority="alert",
+                                              key="k-1", expires_in=600)
                 assert stored["body"] == "with fields"
+                assert (stored["priority"], stored["key"]) == ("alert", "k-1")
+                assert stored["expires"] > stored["ts"]
                 async with client.subscribe("f", hold=10) as subscription:
                     (event,) = await take(subscription, 1)
                     assert isinstance(event, Message) and event.data == stored

@@ -27,7 +27,7 @@ DOCS_COPY = REPO / "docs" / "openapi.yaml"
 
 METHODS = ("get", "head", "post", "put", "delete", "patch", "options")
 # A value for each path parameter, to turn a documented path into a request path.
-SAMPLES = {"channel": "lobby", "path": "displays.css"}
+SAMPLES = {"channel": "lobby", "path": "displays.css", "id": "0123456789abcdef-1"}
 
 
 def load_document() -> dict[str, Any]:

@@ -85,7 +85,9 @@ class PageCase(AppCase):
         assert data["backlog"]["lobby"] == {"messages": [message], "cursor": message["id"]}
         epoch, seq = message["id"].split("-")
         assert data["cursor"] == format_stream_cursor(epoch, {"lobby": int(seq)})
-        assert data["stream"] == {"heartbeat": 15.0, "max_age": 600.0, "heartbeat_event": None}
+        assert data["stream"] == {
+            "heartbeat": 15.0, "max_age": 600.0, "heartbeat_event": "heartbeat",
+        }
         assert data["options"]["title"] == "<b>Lobby</b>"
         assert re.findall(r"<script(?![^>]*\bsrc=)(?![^>]*application/json)", page) == []
 

@@ -502,7 +502,9 @@ def test_channels_written_before_retraction_existed_read_and_retract() -> None:
         storage = RedisStorage(server.url, prefix=shared)
         await storage.open()
         try:
-            assert storage.epoch == "00000000000000bb"
+            # The first start of this version on a store it has no record of starts a
+            # new epoch once (see _redis_guard): clients get reset, the data stays.
+            assert storage.epoch not in ("", "00000000000000bb")
             chunk = await storage.read("old", 0, 10)
             assert [(m.seq, m.body) for m in chunk.messages] == [(4, "old 4"), (5, "old 5"),
                                                                  (6, "old 6")]

@@ -23,6 +23,7 @@ from .handlers import (
     NotFoundHandler,
     PollHandler,
     PublishHandler,
+    RetractHandler,
 )
 from .heartbeats import Heartbeats
 from .hub import Hub
@@ -116,6 +117,7 @@ def make_app(
     routes: list[Any] = [
         (rf"/channels/{_CHANNEL}/poll", poll_router if lean_polls else PollHandler, deps),
         (rf"/channels/{_CHANNEL}/messages", PublishHandler, deps),
+        (rf"/channels/{_CHANNEL}/messages/([^/]+)", RetractHandler, deps),
         (r"/poll", multi_router, deps),
         (r"/events", events_router, deps),
         (r"/ws", StreamSocketHandler, deps),

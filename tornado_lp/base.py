@@ -16,6 +16,7 @@ import tornado.web
 from tornado.escape import json_encode
 
 from . import protocol
+from .auth import PublishDenied, check_publisher
 from .displays import DisplayRegistry
 from .heartbeats import Heartbeats
 from .hub import Hold, Hub, Overloaded, PollResult
@@ -105,7 +106,7 @@ class JSONHandler(tornado.web.RequestHandler):
     def options(self, *args: str) -> None:
         """CORS preflight: allowed origins learn the methods and headers they may use."""
         if self.request.headers.get("Origin") in self.config.cors_origins:
-            self.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+            self.set_header("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
             self.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type")
             self.set_header("Access-Control-Max-Age", "600")
         self.set_status(204)
@@ -146,6 +147,20 @@ class JSONHandler(tornado.web.RequestHandler):
             message = f"method {self.request.method} is not allowed here"
         self.set_header("Content-Type", JSON_TYPE)  # also for pages, whose default is HTML
         self.finish(json_encode({"error": message}))
+
+    def authorize_publisher(self) -> None:
+        """Publishing and retracting: the bearer token, or loopback without one (401/403)."""
+        try:
+            check_publisher(
+                self.config.publish_token,
+                self.request.headers.get("Authorization"),
+                self.request.remote_ip,
+            )
+        except PublishDenied as denied:
+            headers = {}
+            if denied.status == 401:
+                headers["WWW-Authenticate"] = 'Bearer realm="tornado_lp"'
+            raise ApiError(denied.status, denied.message, headers) from None
 
     def check_subscriber(self, channel: str) -> None:
         """With ``--subscribe-secret``, require a ``token`` argument that grants ``channel``."""

@@ -13,10 +13,9 @@ import time
 import tornado.web
 
 from . import protocol
-from .auth import PublishDenied, check_publisher
 from .base import CLIENT_GONE, ApiError, JSONHandler
 from .displays import valid_display
-from .publishing import PublishRefused, PublishRequest, publish, read_publish
+from .publishing import PublishRefused, PublishRequest, publish, read_publish, retract
 from .storage import Message, StorageError, StorageUnavailable
 
 __all__ = [
@@ -30,6 +29,7 @@ __all__ = [
     "NotFoundHandler",
     "PollHandler",
     "PublishHandler",
+    "RetractHandler",
 ]
 
 log = logging.getLogger("tornado_lp.handlers")
@@ -123,7 +123,7 @@ class PublishHandler(JSONHandler):
         self._size = 0
         if self.request.method == "OPTIONS":
             return  # a CORS preflight carries no credentials
-        self.authorize()
+        self.authorize_publisher()
         limit = self.config.max_message_bytes
         length = self.request.headers.get("Content-Length")
         if length is not None:
@@ -133,19 +133,6 @@ class PublishHandler(JSONHandler):
                 raise ApiError(
                     413, f"message too large: {length} bytes, the limit is {limit} bytes"
                 )
-
-    def authorize(self) -> None:
-        try:
-            check_publisher(
-                self.config.publish_token,
-                self.request.headers.get("Authorization"),
-                self.request.remote_ip,
-            )
-        except PublishDenied as denied:
-            headers = {}
-            if denied.status == 401:
-                headers["WWW-Authenticate"] = 'Bearer realm="tornado_lp"'
-            raise ApiError(denied.status, denied.message, headers) from None
 
     def data_received(self, chunk: bytes) -> None:
         self._size += len(chunk)
@@ -172,6 +159,19 @@ class PublishHandler(JSONHandler):
             return await publish(self.hub, self.ctx.metrics, channel, request)
         except PublishRefused as refused:
             raise ApiError(refused.status, refused.message) from None
+
+
+class RetractHandler(JSONHandler):
+    """``DELETE /channels/{channel}/messages/{id}``: retract one message (its tombstone, 200)."""
+
+    async def delete(self, channel: str, message_id: str) -> None:
+        self.authorize_publisher()
+        channel = self.channel_or_400(channel)
+        try:
+            tombstone = await retract(self.hub, self.ctx.metrics, channel, message_id)
+        except PublishRefused as refused:
+            raise ApiError(refused.status, refused.message) from None
+        self.finish(tombstone.encoded)
 
 
 class ChannelInfoHandler(JSONHandler):

@@ -8,6 +8,7 @@ them all, and runs only while a stream is open: no CPU while nothing is.
 
 from __future__ import annotations
 
+import time
 from typing import Protocol
 
 from tornado.ioloop import PeriodicCallback
@@ -16,8 +17,8 @@ __all__ = ["Beating", "Heartbeats"]
 
 
 class Beating(Protocol):
-    def beat(self) -> None:
-        """Write one heartbeat (and close the stream if that fails)."""
+    def beat(self, now: float) -> None:
+        """Write one heartbeat carrying the server's time ``now`` (close the stream if it fails)."""
 
 
 class Heartbeats:
@@ -46,5 +47,6 @@ class Heartbeats:
             self._timer = None
 
     def _beat(self) -> None:
+        now = time.time()  # one time for the whole round, so streams share the encoding
         for stream in list(self._streams):
-            stream.beat()
+            stream.beat(now)

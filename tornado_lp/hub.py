@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 
 from tornado.locks import Condition
 
 from .answers import Answer, PollResult
 from .deadlines import Deadlines
-from .protocol import parse_cursor, valid_channel
+from .protocol import check_message_fields, parse_cursor, valid_channel
 from .storage import Message, Slice, Storage, StorageError, StorageUnavailable
 from .subscription import Position, Subscriber, position_from_cursor
 
@@ -67,8 +68,8 @@ class _Channel:
     ``read_version`` is the version the last round started at.
     """
 
-    __slots__ = ("cond", "fresh", "name", "pump", "quiet_at", "read_version", "readers",
-                 "version", "window")
+    __slots__ = ("cond", "fresh", "latest", "name", "pump", "quiet_at", "read_version",
+                 "readers", "version", "window")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -80,6 +81,9 @@ class _Channel:
         self.quiet_at = 0.0  # loop time before which the next round waits (busy channel)
         self.window = 0.0  # the window the channel's next news round opens
         self.pump: asyncio.Task[None] | None = None
+        #: The newest entry this process stored on the channel while it had
+        #: readers: a reader just before it is answered without a storage read.
+        self.latest: tuple[str, Message] | None = None  # (its epoch, it)
 
 
 class Hold:
@@ -160,11 +164,24 @@ class Hub:
 
     # -- publishing ------------------------------------------------------
 
-    async def publish(self, channel: str, body: str) -> Message:
+    async def publish(
+        self,
+        channel: str,
+        body: str,
+        *,
+        expires: float | None = None,
+        priority: str = "normal",
+        key: str | None = None,
+    ) -> Message:
         """Store a message, then wake the channel's readers.
 
-        Raises ValueError for an invalid channel name or a body that is empty
-        or not valid Unicode (a lone surrogate could never be encoded in an answer).
+        ``expires``: Unix seconds after which no reader sees it; ``priority``:
+        ``"normal"`` or ``"alert"``; ``key``: it replaces the channel's earlier
+        message with the same key for readers without a cursor (see
+        docs/PROTOCOL.md). Raises ValueError for an invalid channel name, a
+        body that is empty or not valid Unicode (a lone surrogate could never
+        be encoded in an answer) or a field the protocol refuses
+        (:func:`~tornado_lp.protocol.check_message_fields`).
         """
         if not valid_channel(channel):
             raise ValueError(f"invalid channel name {channel[:80]!r}")
@@ -174,11 +191,46 @@ class Hub:
             body.encode("utf-8")
         except UnicodeEncodeError:
             raise ValueError("the message is not valid Unicode text") from None
+        check_message_fields(expires, priority, key)
         if not self._opened:
             await self.open()
-        message = await self.storage.append(channel, body)
+        if expires is None and priority == "normal" and key is None:
+            message = await self.storage.append(channel, body)
+        else:
+            message = await self.storage.append(
+                channel, body, expires=expires, priority=priority, key=key
+            )
         self.wake(channel)
         return message
+
+    async def retract(self, channel: str, seq: int) -> Message:
+        """Retract message ``seq`` of ``channel``: store its tombstone, wake the readers.
+
+        Returns the tombstone. Raises :class:`~tornado_lp.storage.NotRetained`
+        when there is no such message to retract, ValueError for a bad channel.
+        """
+        if not valid_channel(channel):
+            raise ValueError(f"invalid channel name {channel[:80]!r}")
+        if not self._opened:
+            await self.open()
+        tombstone = await self.storage.retract(channel, seq)
+        self._stored(tombstone)
+        return tombstone
+
+    def _stored(self, message: Message) -> None:
+        """Wake the readers of ``message``'s channel, handing them the entry itself.
+
+        Readers whose cursor is just before it then get it without a storage
+        read: on a store with a worker thread or a network hop that read is
+        what an idle channel's answer would otherwise wait for.
+        """
+        state = self._channels.get(message.channel)
+        if state is not None:
+            epoch = message.id.rpartition("-")[0]
+            latest = state.latest
+            if latest is None or latest[1].seq < message.seq or latest[0] != epoch:
+                state.latest = (epoch, message)
+        self.wake(message.channel)
 
     def wake(self, channel: str | None) -> None:
         """Make the readers of ``channel`` (``None``: of every channel) re-read storage.
@@ -360,7 +412,7 @@ class Hub:
         reads: dict[tuple[int | None, int], Slice] = {}
         for (epoch, after, limit), group in groups.items():
             try:
-                part = await self._read(state.name, epoch, after, limit, reads)
+                part = await self._read(state, epoch, after, limit, reads)
             except StorageUnavailable as error:
                 for reader, _position in group:
                     reader._failed(error)
@@ -388,7 +440,7 @@ class Hub:
 
     async def _read(
         self,
-        channel: str,
+        state: _Channel,
         epoch: str,
         after: int | None,
         limit: int,
@@ -396,9 +448,24 @@ class Hub:
     ) -> PollResult:
         """What a reader at ``epoch``/``after`` gets now (``reads``: this round's slices)."""
         storage = self.storage
+        channel = state.name
         chunk = reads.get((after, limit))
         if chunk is None:
-            chunk = reads[(after, limit)] = await storage.read(channel, after, limit)
+            latest = state.latest
+            if (
+                latest is not None
+                and after is not None
+                and latest[1].seq == after + 1
+                and latest[0] == epoch == storage.epoch
+                and not latest[1].expired(time.time())
+            ):
+                # Exactly the entry after the cursor, just stored here: nothing
+                # lies between, so nothing was missed (first_seq 1 says so).
+                newest = latest[1]
+                chunk = Slice([newest], newest.seq, 1, end=newest.seq)
+            else:
+                chunk = await storage.read(channel, after, limit)
+            reads[(after, limit)] = chunk
         chunk_epoch = chunk.epoch or storage.epoch
         reset = False
         if after is not None and (chunk_epoch != epoch or after > chunk.last_seq):

@@ -21,6 +21,7 @@ from . import protocol
 from .answers import PollResult
 from .base import JSONHandler
 from .displays import valid_display
+from .sse import HEARTBEAT_EVENT
 from .storage import StorageUnavailable
 from .tokens import MAX_TOKEN_LENGTH
 
@@ -47,13 +48,10 @@ MAX_TEXT_OPTION = 200  # characters of a title
 THEMES = ("dark", "light")
 TRANSPORTS = ("auto", "sse", "poll")
 
-#: The SSE event the server sends as a heartbeat, if any. ``sse.py`` writes its
-#: heartbeats as comments (``: hb``), which EventSource never shows a page; so
-#: the page can tell a working quiet stream from a buffered one only until the
-#: stream opens. Name the event here when the stream sends one, and the page
-#: watches for it (twice the heartbeat without an event or a heartbeat: the
-#: stream is not getting through).
-SSE_HEARTBEAT_EVENT: str | None = None
+#: The SSE event the server sends as a heartbeat (sse.py). The page watches for
+#: it: twice the heartbeat without an event or a heartbeat, the stream is not
+#: getting through (a buffering proxy, a dead connection).
+SSE_HEARTBEAT_EVENT: str | None = HEARTBEAT_EVENT
 
 
 class OptionError(ValueError):

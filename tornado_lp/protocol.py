@@ -20,6 +20,7 @@ import hashlib
 import math
 import re
 import secrets
+import time
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
@@ -27,10 +28,13 @@ __all__ = [
     "DEFAULT_LIMIT",
     "DEFAULT_TIMEOUT",
     "MAX_CHANNELS",
+    "MAX_EXPIRY",
     "MAX_LIMIT",
+    "PRIORITIES",
     "Cursor",
     "ProtocolError",
     "channel_tag",
+    "check_message_fields",
     "format_cursor",
     "format_stream_cursor",
     "new_epoch",
@@ -47,6 +51,10 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
 
 MAX_CHANNELS = 16  # channels of one stream, multiplexed poll or WebSocket
+MAX_EXPIRY = 30 * 24 * 3600.0  # a message may be set to expire at most 30 days ahead
+PRIORITIES = ("normal", "alert")
+
+_KEY = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 
 _CHANNEL = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _CURSOR = re.compile(r"([0-9a-f]{16})-(0|[1-9][0-9]{0,17})")
@@ -197,3 +205,24 @@ def _tags(channels: tuple[str, ...]) -> dict[str, str]:
     for tag in collided:
         del by_tag[tag]
     return by_tag
+
+
+def check_message_fields(expires: float | None, priority: str, key: str | None) -> None:
+    """Refuse a message's optional fields as the protocol does (ProtocolError naming it).
+
+    ``expires``: absolute Unix seconds, at most :data:`MAX_EXPIRY` ahead (one
+    already past is stored and simply never shown); ``priority``: one of
+    :data:`PRIORITIES`; ``key``: 1-64 of ``[A-Za-z0-9_.:-]``.
+    """
+    if expires is not None:
+        if (isinstance(expires, bool) or not isinstance(expires, (int, float))
+                or not math.isfinite(expires)):
+            raise ProtocolError(f"expires must be Unix seconds, got {expires!r}")
+        if expires > time.time() + MAX_EXPIRY + 1:
+            raise ProtocolError("expiry must be at most 30 days ahead (2592000 seconds)")
+    if priority not in PRIORITIES:
+        raise ProtocolError(
+            f"priority must be \"normal\" or \"alert\", got {str(priority)[:40]!r}"
+        )
+    if key is not None and (not isinstance(key, str) or _KEY.fullmatch(key) is None):
+        raise ProtocolError("key must be 1-64 characters of A-Z a-z 0-9 _ . : -")

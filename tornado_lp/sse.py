@@ -10,7 +10,8 @@ ordinary JSON 4xx/503. It carries:
 * ``retry:`` first (jittered), so a fleet does not reconnect in one wave;
 * one event per message, ``id:`` the stream cursor after it, ``data:`` its JSON;
 * ``event: reset`` / ``event: missed`` naming the channel before what follows them;
-* a comment every ``--heartbeat`` seconds (:mod:`tornado_lp.heartbeats`).
+* a heartbeat every ``--heartbeat`` seconds (:mod:`tornado_lp.heartbeats`): a
+  comment and an ``event: heartbeat`` with empty data, which pages can see.
 
 It ends after ``--stream-max-age`` (jittered), at shutdown, or when its unsent
 output passes ``--stream-max-buffer`` (a client that stopped reading); the
@@ -19,6 +20,7 @@ client resumes from its last id and loses nothing.
 
 from __future__ import annotations
 
+import functools
 import random
 
 from tornado import httputil
@@ -30,11 +32,22 @@ from .lean import AnyRequest, LeanExchange, LeanRouter
 from .readrequest import ReadRefused, ReadRequest, parse_read_request
 from .storage import StorageUnavailable
 
-__all__ = ["EventStream", "event_stream", "sse_events"]
+__all__ = ["HEARTBEAT_EVENT", "EventStream", "event_stream", "sse_events"]
 
 _OK = httputil.ResponseStartLine("", 200, "OK")
 EVENT_STREAM = "text/event-stream; charset=utf-8"
-HEARTBEAT = b": hb\n\n"
+#: The name of the heartbeat event (pages listen for it: EventSource never shows
+#: them a comment, so a stream that went silent could not be noticed otherwise).
+HEARTBEAT_EVENT = "heartbeat"
+
+
+@functools.lru_cache(maxsize=4)
+def heartbeat(now: float, chunked: bool) -> bytes:
+    """A comment (for proxies and raw clients) and, in the same block, a named event
+    whose data is the server's clock (pages judge expiry by it; EventSource shows
+    them no comment and no header)."""
+    block = b': hb\nevent: heartbeat\ndata: {"server_time":%.3f}\n\n' % now
+    return _chunked(block) if chunked else block
 #: The "hold" a stream reports to /displays: a stream is live while it is open
 #: (held), and only the registry's short grace after it ends (a poll's grace is
 #: two hold periods; a stream's max age there kept a dead screen live for 20 min).
@@ -139,8 +152,8 @@ class EventStream(LeanExchange):
                        else answer.memo("sse", sse_events))
         self.ctx.metrics.streamed(len(answer.messages))
 
-    def beat(self) -> None:
-        self._write_stream(_chunked(HEARTBEAT) if self.chunked else HEARTBEAT)
+    def beat(self, now: float) -> None:
+        self._write_stream(heartbeat(now, self.chunked))
 
     def expire(self) -> None:
         self._end(_retry(500, 3000))  # --stream-max-age: reconnect soon, to any process

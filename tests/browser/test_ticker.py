@@ -315,8 +315,13 @@ def test_a_named_display_shows_up_in_the_fleet_view(
     wait_status(watch.page, "live")
     assert all(parse_qs(urlsplit(url).query)["display"] == ["lobby-screen-1"]
                for url in reads.started)
-    _, fleet = server.request("GET", "/displays")
-    (display,) = [d for d in fleet["displays"] if d["display"] == "lobby-screen-1"]
+    deadline = time.monotonic() + 10
+    while True:  # a long-poll page is between two polls for a moment after each answer
+        _, fleet = server.request("GET", "/displays")
+        (display,) = [d for d in fleet["displays"] if d["display"] == "lobby-screen-1"]
+        if display["held"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
     assert display["channel"] == "lobby,news"
     assert (display["state"], display["held"]) == ("live", True)  # while the read is open
     watch.page.evaluate("() => tornadoTicker.stop()")

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..protocol import format_cursor
+from ..protocol import PRIORITIES, format_cursor
 
 __all__ = [
     "PRIORITIES",
@@ -51,7 +51,6 @@ __all__ = [
 ]
 
 #: The priorities a message may have; ``"normal"`` is the default.
-PRIORITIES = ("normal", "alert")
 
 
 class StorageError(Exception):
