@@ -20,14 +20,20 @@ is imported here only when the first :class:`Metrics` is made.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Callable
 from types import ModuleType
 
-__all__ = ["MULTIPROC_ENV", "OUTCOMES", "Metrics", "prometheus"]
+__all__ = ["MULTIPROC_ENV", "OUTCOMES", "Metrics", "prometheus", "prometheus_available"]
 
 OUTCOMES = ("messages", "timeout", "missed", "reset", "error")
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def prometheus_available() -> bool:
+    """Whether prometheus-client is installed (without importing it)."""
+    return importlib.util.find_spec("prometheus_client") is not None
 
 
 def prometheus() -> ModuleType | None:
