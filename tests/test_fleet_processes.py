@@ -164,14 +164,14 @@ def test_held_polls_gauge_and_waiters_count_the_fleet(fleet: list[ServerProcess]
 def test_a_display_moving_between_ports_is_one_entry(fleet: list[ServerProcess]) -> None:
     urls = [node.url for node in fleet]
     cursor = start_cursor(urls[0], "moves")
-    processes = set()
+    processes: set[str] = set()
     for url in urls * 2:
         status, _answer = call(f"{url}channels/moves/poll?timeout=0&cursor={cursor}"
                                "&display=wanderer")
         assert status == 200
         seen = len(processes)
 
-        def moved() -> bool:
+        def moved(seen: int = seen) -> bool:
             # The process that answered sends what it saw within a second (its ticker).
             listings = [call(f"{port}displays")[1]["displays"] for port in urls]
             entries = [[d for d in listing if d["display"] == "wanderer"]
