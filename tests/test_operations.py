@@ -8,7 +8,7 @@ import time
 
 from tornado.testing import gen_test
 
-from tornado_lp.displays import DisplayRegistry
+from tornado_lp.storage import MemoryFleetStore, Sighting
 
 from .httpcase import AppCase, error_of
 
@@ -98,8 +98,8 @@ class DisplaysTest(AppCase):
     @gen_test
     async def test_display_names_are_escaped_in_the_page(self) -> None:
         await self.poll("c", timeout=0, display="a.b")
-        self.app.settings["ctx"].displays.poll_started(
-            "x", "c", "127.0.0.1", "<script>alert(1)</script>", 1)
+        self.app.settings["ctx"].fleet.display_opened(
+            "x", ["c"], "127.0.0.1", "<script>alert(1)</script>", 1)
         page = await self.request("GET", "/displays.html")
         assert b"<script>alert" not in page.body and b"&lt;script&gt;" in page.body
 
@@ -111,23 +111,33 @@ class DisplaysTest(AppCase):
         assert response.code == 405 and "POST" in error_of(response)
 
 
-def test_display_registry_is_bounded_and_states_age() -> None:
-    registry = DisplayRegistry(max_displays=3)
+def test_memory_fleet_store_is_bounded_and_states_age() -> None:
+    now = [1000.0]
+    store = MemoryFleetStore(max_displays=3, clock=lambda: now[0])
+
+    def seen(name: str, held: bool = False) -> None:
+        store.note("p1", Sighting(name, "ch", "127.0.0.1", "ua", 25, held))
+
+    def states() -> dict[str, str]:
+        from tornado_lp.storage.fleet import display_state
+
+        at, rows = store.snapshot()
+        return {r["display"]: display_state(r["held"], at - r["last_seen"], r["hold"],
+                                            store.stale_after, store.gone_after) for r in rows}
+
     for name in ["a", "b", "c", "d"]:
-        registry.poll_started(name, "ch", "127.0.0.1", "ua", 25)
-        registry.poll_ended(name)
-    names = [d["display"] for d in registry.snapshot()]
-    assert names == ["d", "c", "b"]  # "a", least recently seen, forgotten
-    registry.poll_started("b", "ch", "127.0.0.1", "ua", 25)  # seen again: most recent
-    assert registry.snapshot()[0]["display"] == "b"
-    display = registry._displays["c"]
-    display.last_poll -= 120
-    assert {d["display"]: d["state"] for d in registry.snapshot()}["c"] == "stale"
-    display.last_poll -= 3600
-    assert {d["display"]: d["state"] for d in registry.snapshot()}["c"] == "gone"
-    display.last_poll -= 86400
-    assert "c" not in [d["display"] for d in registry.snapshot()]
-    assert registry.live_count() == 2
+        seen(name)
+    assert [r["display"] for r in store.snapshot()[1]] == ["d", "c", "b"]  # "a" forgotten
+    seen("b")  # seen again: most recent
+    assert store.snapshot()[1][0]["display"] == "b"
+    now[0] += 120  # past twice the hold (50 s) for all; "b" is held
+    seen("b", held=True)
+    assert states() == {"b": "live", "d": "stale", "c": "stale"}
+    assert store.count_live() == 1
+    now[0] += 600
+    assert states() == {"b": "live", "d": "gone", "c": "gone"}  # held: live however long
+    now[0] += 86400
+    assert store.snapshot()[1] == []
 
 
 class MetricsTest(AppCase):

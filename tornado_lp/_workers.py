@@ -33,8 +33,13 @@ RESTART_WINDOW = 30.0  # seconds
 _SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
-def supervise(count: int, worker: Callable[[int], int]) -> int:
+def supervise(
+    count: int, worker: Callable[[int], int], exited: Callable[[int], None] | None = None
+) -> int:
     """Run ``worker(index)`` in ``count`` forked processes until they stop; the exit status.
+
+    ``exited(pid)`` is called in the parent for every worker that ended (before
+    a replacement starts).
 
     0 when every worker stopped cleanly (after SIGTERM/SIGINT to the parent),
     1 when a worker failed at the end or workers kept crashing.
@@ -78,6 +83,11 @@ def supervise(count: int, worker: Callable[[int], int]) -> int:
         index = children.pop(pid, -1)
         if index < 0:
             continue
+        if exited is not None:
+            try:
+                exited(pid)
+            except Exception:
+                log.exception("cleaning up after worker %d (pid %d) failed", index, pid)
         code = os.waitstatus_to_exitcode(wait_status)
         if stopping or code == 0:
             if code != 0:

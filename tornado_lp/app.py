@@ -9,8 +9,8 @@ import tornado.web
 
 from .application import Application
 from .base import Context, Settings
-from .displays import DisplayRegistry
 from .fastpoll import plain_poll
+from .fleet import Fleet
 from .generator import Generator
 from .handlers import (
     ChannelInfoHandler,
@@ -38,6 +38,7 @@ from .seed import SeedCreateHandler, SeedUpdateHandler
 from .sse import event_stream
 from .staticfiles import StaticFiles
 from .storage import MemoryStorage, Storage
+from .storage.fleet import GONE_AFTER
 from .websocket import StreamSocketHandler
 
 __all__ = ["make_app"]
@@ -55,6 +56,9 @@ def make_app(
     subscribe_secret: str | None = None,
     cors_origins: Iterable[str] = (),
     max_displays: int = 10_000,
+    display_stale_after: float = 0.0,
+    display_gone_after: float = GONE_AFTER,
+    metrics_dir: str | None = None,
     generate_every: float = 0.0,
     generate_channel: str = "default",
     log_format: str = "text",
@@ -76,8 +80,11 @@ def make_app(
     started on the current IOLoop (``app.settings["generator"]``).
     ``head_timeout``, ``body_timeout``: close connections that wait longer than
     this for a request head, or a body (see :mod:`tornado_lp.application`; then
-    turn the server's own timers off). Other keyword arguments are Tornado Application settings. Two
-    apps share nothing.
+    turn the server's own timers off). ``display_stale_after``, ``display_gone_after``:
+    the thresholds of a display's states (``app.settings["ctx"].fleet``, see
+    :mod:`tornado_lp.fleet`). ``metrics_dir``: prometheus-client's multiprocess
+    directory (``--processes N``; see :mod:`tornado_lp.metrics`). Other keyword
+    arguments are Tornado Application settings. Two apps share nothing.
     """
     static_path = static_path or resource_dir("static")
     template_path = template_path or resource_dir("templates")
@@ -89,8 +96,13 @@ def make_app(
         raise ValueError("stream_max_age must be a positive number of seconds")
     if stream_max_buffer < 1024:
         raise ValueError("stream_max_buffer must be at least 1024 bytes")
-    hub = Hub(storage if storage is not None else MemoryStorage(), max_waiters=max_waiters)
-    displays = DisplayRegistry(max_displays)
+    storage = storage if storage is not None else MemoryStorage()
+    hub = Hub(storage, max_waiters=max_waiters)
+    fleet_store = storage.fleet_store(
+        max_displays, stale_after=display_stale_after, gone_after=display_gone_after
+    )
+    metrics = Metrics(hub.total_waiters, lambda: fleet.live_count(), metrics_dir)
+    fleet = Fleet(hub, fleet_store, metrics)
     ctx = Context(
         hub=hub,
         settings=Settings(
@@ -103,8 +115,8 @@ def make_app(
             stream_max_age=stream_max_age,
             stream_max_buffer=stream_max_buffer,
         ),
-        metrics=Metrics(hub.total_waiters, displays.live_count),
-        displays=displays,
+        metrics=metrics,
+        fleet=fleet,
         heartbeats=Heartbeats(heartbeat),
     )
     deps = {"ctx": ctx}

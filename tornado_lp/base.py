@@ -17,7 +17,7 @@ from tornado.escape import json_encode
 
 from . import protocol
 from .auth import PublishDenied, check_publisher
-from .displays import DisplayRegistry
+from .fleet import Fleet
 from .heartbeats import Heartbeats
 from .hub import Hold, Hub, Overloaded, PollResult
 from .logs import redacted_uri
@@ -69,7 +69,7 @@ class Context:
     hub: Hub
     settings: Settings
     metrics: Metrics
-    displays: DisplayRegistry
+    fleet: Fleet
     heartbeats: Heartbeats
 
 

@@ -157,6 +157,11 @@ OPTIONS: list[tuple[str, Callable[[str], Any] | None, Any, str]] = [
      "in the environment: comma-separated)"),
     ("max-displays", _named("an integer >= 1", _positive_int), 10_000,
      "displays remembered for /displays (least recently seen forgotten first)"),
+    ("display-stale-after", _named("seconds >= 0", _seconds), 0.0,
+     "a display not seen for this long is stale at /displays (0: twice its poll's "
+     "timeout, at least 2 s; a stream's display is live while the stream is open)"),
+    ("display-gone-after", _named("seconds > 0", _positive_seconds), 600.0,
+     "a display not seen for this long is gone at /displays (listed for 24 h)"),
     ("full-poll-path", None, False,
      "answer every poll through the full RequestHandler (turns the lean path for plain "
      "polls off; for comparison and troubleshooting)"),

@@ -11,7 +11,7 @@ import logging
 from tornado.ioloop import PeriodicCallback
 
 from .hub import Hub
-from .seed import random_text
+from .randomtext import random_text
 from .storage import StorageError
 
 __all__ = ["Generator"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from typing import Any
 
 import tornado.web
 
@@ -85,8 +86,8 @@ class PollHandler(JSONHandler):
             if not valid_display(display):
                 raise ApiError(400, "display must be 1-64 characters of A-Z a-z 0-9 _ . : -")
             self._display = display
-            self.ctx.displays.poll_started(
-                display, channel, self.request.remote_ip or "",
+            self.ctx.fleet.display_opened(
+                display, (channel,), self.request.remote_ip or "",
                 self.request.headers.get("User-Agent", ""), timeout,
             )
         result = await self.held_poll(channel, cursor, timeout, limit)
@@ -100,7 +101,7 @@ class PollHandler(JSONHandler):
 
     def on_finish(self) -> None:
         if self._display is not None:
-            self.ctx.displays.poll_ended(self._display)
+            self.ctx.fleet.display_closed(self._display)
         status = self.get_status()
         if status == CLIENT_GONE:
             return  # not answered: no outcome
@@ -175,7 +176,7 @@ class RetractHandler(JSONHandler):
 
 
 class ChannelInfoHandler(JSONHandler):
-    """``GET /channels/{channel}``: retained count, newest id, held polls here."""
+    """``GET /channels/{channel}``: retained count, newest id, held readers in the fleet."""
 
     async def get(self, channel: str) -> None:
         channel = self.channel_or_400(channel)
@@ -194,8 +195,15 @@ class ChannelInfoHandler(JSONHandler):
                 protocol.format_cursor(chunk.epoch or self.hub.storage.epoch, chunk.last_seq)
                 if chunk.last_seq else None
             ),
-            "waiters": self.hub.waiters(channel),
+            "waiters": await self._waiters(channel),
         })
+
+    async def _waiters(self, channel: str) -> int:
+        try:
+            return await self.ctx.fleet.waiters(channel)
+        except StorageUnavailable as error:
+            self.ctx.metrics.storage_error()
+            raise ApiError(503, f"storage unavailable: {error}") from None
 
 
 class HealthHandler(JSONHandler):
@@ -210,11 +218,20 @@ class HealthHandler(JSONHandler):
         self.write_json(200, {"status": "ok"})
 
 
-class DisplaysHandler(JSONHandler):
-    """``GET /displays``: every display seen in the last 24 h with its state."""
+async def _fleet_displays(handler: JSONHandler) -> tuple[float, list[dict[str, Any]]]:
+    """The fleet's displays, or a JSON 503 when the shared store is down."""
+    try:
+        return await handler.ctx.fleet.displays()
+    except StorageUnavailable as error:
+        handler.ctx.metrics.storage_error()
+        raise ApiError(503, f"storage unavailable: {error}") from None
 
-    def get(self) -> None:
-        displays = self.ctx.displays.snapshot()
+
+class DisplaysHandler(JSONHandler):
+    """``GET /displays``: every display of the fleet seen in the last 24 h, with its state."""
+
+    async def get(self) -> None:
+        _now, displays = await _fleet_displays(self)
         self.write_json(200, {"displays": displays, "count": len(displays),
                               "server_time": round(time.time(), 3)})
 
@@ -227,8 +244,8 @@ class DisplaysPageHandler(JSONHandler):
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'")
 
-    def get(self) -> None:
-        displays = self.ctx.displays.snapshot()
+    async def get(self) -> None:
+        _now, displays = await _fleet_displays(self)
         live = sum(1 for d in displays if d["state"] == "live")
         self.render("displays.html", displays=displays, live=live)
 

@@ -479,6 +479,10 @@ class Hub:
 
     # -- counts (metrics, tests, channel info) ------------------------------
 
+    def channels(self) -> tuple[str, ...]:
+        """The channels this process holds readers on now (read-only: a copy)."""
+        return tuple(self._channels)
+
     def waiters(self, channel: str) -> int:
         """Readers of ``channel`` in this process (held, or in their first read)."""
         state = self._channels.get(channel)

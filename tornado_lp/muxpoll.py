@@ -47,8 +47,8 @@ class MultiPoll(LeanExchange):
         self.limit, self.timeout = read.limit, read.timeout
         if read.display is not None:
             self.display = read.display
-            ctx.displays.poll_started(
-                read.display, ",".join(read.channels), request.remote_ip or "",
+            ctx.fleet.display_opened(
+                read.display, read.channels, request.remote_ip or "",
                 request.headers.get("User-Agent", ""), read.timeout,
             )
         try:
@@ -81,5 +81,5 @@ class MultiPoll(LeanExchange):
 
     def closed(self) -> None:
         if self.display is not None:
-            self.ctx.displays.poll_ended(self.display)
+            self.ctx.fleet.display_closed(self.display)
             self.display = None

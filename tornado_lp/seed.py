@@ -10,8 +10,6 @@ a string, and jQuery parses ``application/json`` answers by itself.
 from __future__ import annotations
 
 import html
-import secrets
-import string
 
 import tornado.web
 from tornado.escape import json_encode
@@ -20,17 +18,11 @@ from . import protocol
 from .base import JSONHandler
 from .handlers import PublishHandler
 from .publishing import PublishRequest
+from .randomtext import random_text
 
 __all__ = ["SEED_CHANNEL", "SeedCreateHandler", "SeedUpdateHandler", "random_text"]
 
 SEED_CHANNEL = "default"
-_ALPHABET = string.ascii_uppercase + string.digits
-
-
-def random_text(size: int = 6) -> str:
-    """A random ``[A-Z0-9]{size}`` string, as the seed's ``id_generator``."""
-    return "".join(secrets.choice(_ALPHABET) for _ in range(size))
-
 
 class SeedUpdateHandler(JSONHandler):
     """``POST /update`` with form field ``id``: the seed page's long-poll."""

@@ -17,9 +17,11 @@ import asyncio
 import importlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
@@ -33,9 +35,12 @@ from . import __version__
 from ._workers import supervise
 from .app import make_app
 from .config import parse_args
+from .fleet import Fleet
 from .hub import Hub
 from .logs import configure_logging, flush_logs
+from .metrics import MULTIPROC_ENV, prometheus_available
 from .storage import Limits, Storage, StorageConfigError, storage_from_url
+from .storage.fleet import check_thresholds
 
 __all__ = ["main", "run"]
 
@@ -125,10 +130,12 @@ async def serve(
     announce: bool = True,
     generate: bool = True,
     parent_pid: int | None = None,
+    metrics_dir: str | None = None,
 ) -> int:
     """Open ``storage``, serve on ``sockets`` until a signal (or the parent dies); return 0.
 
     ``parent_pid``: a worker stops by itself when its parent is gone.
+    ``metrics_dir``: the workers' shared metrics directory (see :mod:`.metrics`).
     """
     try:
         await storage.open()
@@ -144,6 +151,9 @@ async def serve(
             subscribe_secret=options.subscribe_secret,
             cors_origins=options.cors_origin,
             max_displays=options.max_displays,
+            display_stale_after=options.display_stale_after,
+            display_gone_after=options.display_gone_after,
+            metrics_dir=metrics_dir,
             log_format=options.log_format,
             lean_polls=not options.full_poll_path,
             heartbeat=options.heartbeat,
@@ -160,6 +170,8 @@ async def serve(
         await storage.close()
         return _fail(str(error))
     hub: Hub = app.settings["hub"]
+    fleet: Fleet = app.settings["ctx"].fleet
+    fleet.start()
     server = Server(app, xheaders=options.xheaders, **http_limits(options))
     # The application watches request heads and bodies (--idle-timeout,
     # --body-timeout) with one timer each, instead of Tornado's timer per read.
@@ -192,6 +204,10 @@ async def serve(
     generator = app.settings.get("generator")
     if generator is not None:
         generator.stop()
+    try:
+        await asyncio.wait_for(fleet.close(), SHUTDOWN_GRACE)
+    except TimeoutError:
+        pass
     try:
         await asyncio.wait_for(hub.close(), SHUTDOWN_GRACE)
     except TimeoutError:
@@ -278,6 +294,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         return _fail(str(error))
     processes = options.processes or cpu_count()
+    try:
+        check_thresholds(options.display_stale_after, options.display_gone_after)
+    except ValueError as error:
+        return _fail(str(error).replace("display_", "--display-").replace("_after", "-after"))
     configure_logging(options.log_level, options.log_format, with_pid=processes > 1)
     try:
         storage = make_storage(options)
@@ -301,6 +321,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if status != 0:
         return status
     _announce(sockets, storage, processes)
+    # One set of metrics for the workers: prometheus-client's multiprocess mode, in
+    # a directory made before forking and removed at exit (see .metrics).
+    metrics_dir = None
+    if prometheus_available():
+        metrics_dir = tempfile.mkdtemp(prefix="tornado_lp_metrics_")
+        os.environ[MULTIPROC_ENV] = metrics_dir
 
     def worker(index: int) -> int:
         parent = os.getppid()
@@ -309,11 +335,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (StorageConfigError, ValueError) as error:
             return _fail(str(error))
         return run_loop(
-            serve(options, own, sockets, announce=False, generate=index == 0, parent_pid=parent),
+            serve(options, own, sockets, announce=False, generate=index == 0, parent_pid=parent,
+                  metrics_dir=metrics_dir),
             loop_factory,
         )
 
-    return supervise(processes, worker)
+    def worker_exited(pid: int) -> None:
+        if metrics_dir is not None:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(pid, metrics_dir)  # type: ignore[no-untyped-call]
+
+    try:
+        return supervise(processes, worker, worker_exited)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def run() -> None:

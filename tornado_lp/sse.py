@@ -128,8 +128,8 @@ class EventStream(LeanExchange):
             self.watch_close(True)
             if read.display is not None:
                 self.display = read.display
-                ctx.displays.poll_started(
-                    read.display, ",".join(read.channels), request.remote_ip or "",
+                ctx.fleet.display_opened(
+                    read.display, read.channels, request.remote_ip or "",
                     request.headers.get("User-Agent", ""), STREAM_HOLD,
                 )
 
@@ -177,7 +177,7 @@ class EventStream(LeanExchange):
             self.ctx.metrics.stream_closed("sse")
             self.started = False
         if self.display is not None:
-            self.ctx.displays.poll_ended(self.display)
+            self.ctx.fleet.display_closed(self.display)
             self.display = None
 
     # -- writing -------------------------------------------------------------

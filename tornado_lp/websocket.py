@@ -123,8 +123,8 @@ class StreamSocketHandler(JSONHandler, tornado.websocket.WebSocketHandler):
         self.ctx.metrics.stream_opened("ws")
         if read.display is not None:
             self._display = read.display
-            self.ctx.displays.poll_started(
-                read.display, ",".join(read.channels), self.request.remote_ip or "",
+            self.ctx.fleet.display_opened(
+                read.display, read.channels, self.request.remote_ip or "",
                 self.request.headers.get("User-Agent", ""), STREAM_HOLD,
             )
 
@@ -156,5 +156,5 @@ class StreamSocketHandler(JSONHandler, tornado.websocket.WebSocketHandler):
             self.hub.unsubscribe(reader)
             self.ctx.metrics.stream_closed("ws")
         if self._display is not None:
-            self.ctx.displays.poll_ended(self._display)
+            self.ctx.fleet.display_closed(self._display)
             self._display = None

@@ -20,15 +20,19 @@ from .base import (
     StorageError,
     StorageUnavailable,
 )
+from .fleet import FleetStore, MemoryFleetStore, Sighting
 from .memory import MemoryStorage
 
 __all__ = [
     "PRIORITIES",
     "ChannelLimitError",
+    "FleetStore",
     "Limits",
+    "MemoryFleetStore",
     "MemoryStorage",
     "Message",
     "NotRetained",
+    "Sighting",
     "Slice",
     "Storage",
     "StorageConfigError",

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..protocol import PRIORITIES, format_cursor
+from .fleet import GONE_AFTER, FleetStore, MemoryFleetStore
 
 __all__ = [
     "PRIORITIES",
@@ -343,6 +344,17 @@ class Storage(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release files and connections; idempotent."""
+
+    def fleet_store(
+        self, max_displays: int = 10_000, *, stale_after: float = 0.0,
+        gone_after: float = GONE_AFTER,
+    ) -> FleetStore:
+        """Where the processes serving this store record their displays and readers.
+
+        A store that is not :attr:`shared` keeps them in the process
+        (:class:`~.fleet.MemoryFleetStore`); a shared one where all processes see them.
+        """
+        return MemoryFleetStore(max_displays, stale_after=stale_after, gone_after=gone_after)
 
     def watch(self, wake: Callable[[str | None], None]) -> None:  # noqa: B027 - optional hook
         """Call ``wake(channel)`` when another process publishes to ``channel``.

@@ -48,6 +48,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..protocol import new_epoch
 from . import _redis_lua, _redis_sentinel
+from ._redis_fleet import RedisFleetStore
 from ._redis_guard import ROTATED, ReplicaError, ServerGuard, Verdict
 from .base import (
     ChannelLimitError,
@@ -60,6 +61,7 @@ from .base import (
     check_fields,
     not_retained,
 )
+from .fleet import GONE_AFTER
 
 __all__ = ["DEFAULT_PREFIX", "RedisStorage"]
 
@@ -239,6 +241,14 @@ class RedisStorage(Storage):
 
     def watch(self, wake: Callable[[str | None], None]) -> None:
         self._watchers.append(wake)
+
+    def fleet_store(
+        self, max_displays: int = 10_000, *, stale_after: float = 0.0,
+        gone_after: float = GONE_AFTER,
+    ) -> RedisFleetStore:
+        """The fleet on this Redis, under the same prefix (:mod:`._redis_fleet`)."""
+        return RedisFleetStore(self._client, self._run, self.prefix, max_displays,
+                               stale_after=stale_after, gone_after=gone_after)
 
     # -- storage operations ----------------------------------------------
 
