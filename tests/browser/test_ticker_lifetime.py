@@ -73,7 +73,7 @@ def wait_banner(page: Any, body: str | None) -> None:
     """Wait until the banner shows this body (``None``: until it is hidden)."""
     page.wait_for_function(
         f"b => {{ const s = ({BANNER})();"
-        " return b === null ? s === null : s !== null && s.body === b; }}",
+        " return b === null ? s === null : s !== null && s.body === b; }",
         arg=body,
     )
 
