@@ -7,22 +7,30 @@
  *   {"channels": ["lobby", ...],
  *    "backlog": {"lobby": {"messages": [...], "cursor": "..."}, ...},
  *    "cursor": "<stream cursor at the end of the backlog>",
- *    "stream": {"heartbeat": 15, "max_age": 600, "heartbeat_event": null},
+ *    "stream": {"heartbeat": 15, "max_age": 600, "heartbeat_event": "heartbeat"},
  *    "options": {"speed": 120, "theme": "dark", "max": 50, "title": "",
- *                "hold": 25, "token": null, "display": null, "transport": "auto"}}
+ *                "hold": 25, "token": null, "display": null, "transport": "auto"},
+ *    "server_time": 1790000000.123}
  *
- * Two parts:
+ * Three parts:
+ *   ServerClock the server's clock as the page knows it: an offset from the
+ *               kiosk's own, learnt from the page data (server_time), every
+ *               poll answer (X-Server-Time) and every SSE heartbeat. `expires`
+ *               is judged by it, never by the kiosk's possibly wrong clock.
  *   Connection  ONE connection for all the page's channels, a small state
  *               machine (CONNECTING / OPEN / WAITING / CLOSED) with
  *               start()/stop(): an EventSource on /events, or the multiplexed
  *               long-poll /poll where the stream does not get through.
- *   Ticker      the model (at most `max` messages, by publish time) and the view
- *               (one line scrolling right to left, driven by requestAnimationFrame).
+ *   Ticker      the model (at most `max` messages, by publish time, one per
+ *               key; the alerts apart), the view (one line scrolling right to
+ *               left, driven by requestAnimationFrame; the newest alert as a
+ *               banner above everything) and one timer for the nearest expiry.
  *
  * Test hooks (query string, validated by the server): `hold` = seconds the
  * server may hold a poll (default 25; the client deadline is hold + 5 s),
  * `transport` = auto | sse | poll. `window.tornadoTicker.snapshot()` returns a
- * read-only copy of the state.
+ * read-only copy of the state (entries, alerts, the alert on the banner, the
+ * clock offset, the connection).
  */
 (function () {
   "use strict";
@@ -45,6 +53,47 @@
   // Only what the server gives (docs/PROTOCOL.md, "Stream cursors"): a stored value that is not
   // one is ignored, so it cannot make every request of the page a 400.
   var STREAM_CURSOR = /^[0-9a-f]{16}(~[0-9a-f]{10}(0|[1-9][0-9]{0,17})?){0,64}$/;
+
+  var MAX_TIMER_MS = 3600000; // setTimeout overflows past 24.8 days; expiries may be 30 days away
+  var EXPIRY_SLACK_MS = 20; // fire just after the expiry, not a hair before it
+  var CLOCK_JITTER_MS = 100; // an offset that moved less than this does not re-arm the timer
+
+  // ------------------------------------------------------------ ServerClock
+
+  /**
+   * The server's clock: the kiosk's own plus an offset, taken from the latest
+   * reading the server gave (Unix seconds). Readings are taken on arrival, so
+   * the offset errs by the answer's transit time (milliseconds), never by the
+   * kiosk's clock being an hour wrong. `onChange(fn)` is told when the offset
+   * moved noticeably (the expiry timer is re-armed).
+   */
+  function ServerClock(serverTime) {
+    this.offsetMs = 0;
+    this.readings = 0;
+    this.listeners = [];
+    this.observe(serverTime);
+  }
+
+  ServerClock.prototype.observe = function (serverTime) {
+    var seconds = typeof serverTime === "string" ? parseFloat(serverTime) : serverTime;
+    if (typeof seconds !== "number" || !isFinite(seconds) || seconds <= 0) return;
+    var offset = seconds * 1000 - Date.now();
+    var moved = Math.abs(offset - this.offsetMs) >= CLOCK_JITTER_MS;
+    this.offsetMs = offset;
+    this.readings += 1;
+    if (moved) {
+      for (var i = 0; i < this.listeners.length; i++) this.listeners[i]();
+    }
+  };
+
+  /** The server's time now, Unix seconds. */
+  ServerClock.prototype.now = function () {
+    return (Date.now() + this.offsetMs) / 1000;
+  };
+
+  ServerClock.prototype.onChange = function (listener) {
+    this.listeners.push(listener);
+  };
 
   // ---------------------------------------------------------------- helpers
 
@@ -151,7 +200,9 @@
     }
     if (value === null || typeof value !== "object" || typeof value.channel !== "string") return null;
     if (kind !== "message") return { kind: kind, channel: value.channel };
-    var ok = typeof value.id === "string" && typeof value.body === "string" && typeof value.ts === "number";
+    // A message has a body; a tombstone has none and names the message it takes back.
+    var what = typeof value.body === "string" || typeof value.retract === "string";
+    var ok = typeof value.id === "string" && typeof value.ts === "number" && what;
     return ok ? { kind: "message", message: value } : null;
   }
 
@@ -185,7 +236,7 @@
    * sink.news(events) gets every batch of news (see answerEvents), in order;
    * sink.changed() is called on every change of state.
    */
-  function Connection(channels, data, options, sink) {
+  function Connection(channels, data, options, sink, clock) {
     this.channels = channels;
     this.key = storageKey(channels);
     this.rendered = data.cursor;
@@ -197,6 +248,7 @@
     this.maxAgeMs = data.stream.max_age * 1000;
     this.heartbeatEvent = data.stream.heartbeat_event || null;
     this.sink = sink;
+    this.clock = clock; // told the server's time by every answer and heartbeat
     this.forced = options.transport === SSE || options.transport === POLL;
     this.transport = options.transport === POLL ? POLL : SSE;
     this.fallback = null; // why the page fell back to long-polling, or null
@@ -358,6 +410,7 @@
         credentials: "same-origin",
         headers: { Accept: "application/json" },
       });
+      this.clock.observe(response.headers.get("X-Server-Time"));
       if (!response.ok) {
         var honoured = response.status === 503 || response.status === 429;
         var error = new PollError("HTTP " + response.status, honoured ? retryAfterMs(response) : null);
@@ -480,10 +533,15 @@
       listen("reset");
       listen("missed");
       if (self.heartbeatEvent !== null) {
-        source.addEventListener(self.heartbeatEvent, function () {
+        source.addEventListener(self.heartbeatEvent, function (event) {
           if (self.endStream !== finish) return;
           lively = true;
           alive();
+          try {
+            self.clock.observe(JSON.parse(event.data).server_time);
+          } catch (e) {
+            /* an empty or odd heartbeat still shows the stream is alive */
+          }
         });
       }
       arm();
@@ -549,22 +607,31 @@
 
   /**
    * Model: `entries`, the retained messages of all channels ordered by ts,
-   * at most `max`. View: `#track`, a row of item elements translated left by
-   * `x` pixels each frame. An item that has left the screen on the left is
-   * removed; the track is refilled on the right from (1) new messages, which
-   * join the tail as soon as they arrive, and (2) when idle, the retained
-   * messages in publish order, cycling. The track never holds more than `max`
-   * items and never the same message twice.
+   * at most `max`, at most one per (channel, key); `alerts`, the alerts
+   * apart from them (by ts; the newest is on the banner). View: `#track`, a
+   * row of item elements translated left by `x` pixels each frame. An item
+   * that has left the screen on the left is removed; the track is refilled on
+   * the right from (1) new messages, which join the tail as soon as they
+   * arrive, and (2) when idle, the retained messages in publish order,
+   * cycling. The track never holds more than `max` items, never the same
+   * message twice and never two messages with one key.
    *
    * Each item may carry a spacer (`margin`, its CSS margin-left): it makes an
    * item enter from the right edge when the track ends on screen, and it keeps
    * the items on screen in place when one before them is removed. An item is
    * "waiting" while its content starts beyond the right edge; the waiting
    * items form a queue that always starts at the edge (see removeAt).
+   *
+   * What leaves (docs/TICKER.md): a tombstone takes its message off the model,
+   * the line, the headline and the banner at once; an expiry does so when the
+   * server's clock reaches it, by one timer for the nearest expiry; a keyed
+   * message takes the place of the one with its key (its element swapped in
+   * place on the line); a newer alert covers an older one on the banner.
    */
-  function Ticker(root, options, multiChannel) {
+  function Ticker(root, options, multiChannel, clock) {
     this.options = options;
     this.multiChannel = multiChannel;
+    this.clock = clock;
     this.band = root.querySelector("#band");
     this.track = root.querySelector("#track");
     this.empty = root.querySelector("#empty");
@@ -572,9 +639,16 @@
     this.latestChannel = root.querySelector("#latest-channel");
     this.latestTime = root.querySelector("#latest-time");
     this.latestBody = root.querySelector("#latest-body");
+    this.banner = root.querySelector("#alert");
+    this.bannerChannel = root.querySelector("#alert-channel");
+    this.bannerTime = root.querySelector("#alert-time");
+    this.bannerBody = root.querySelector("#alert-body");
     this.shownLatest = null;
-    this.entries = []; // [{id, channel, body, ts}] sorted by ts
-    this.byKey = new Map(); // key(entry) -> entry; ids are unique per channel only
+    this.shownAlert = null;
+    this.entries = []; // [{id, channel, body, ts, expires, alert, key}] sorted by ts
+    this.alerts = []; // the alerts, same shape, sorted by ts: the last one is on the banner
+    this.byId = new Map(); // idKey(entry) -> entry, for entries and alerts; ids are unique per channel only
+    this.byKey = new Map(); // keyOf(entry) -> the entry holding that key on its channel
     this.items = []; // [{el, width, margin, entry|null, channel, fresh}] in track order; width includes margin
     this.x = 0;
     this.trackWidth = 0;
@@ -582,12 +656,32 @@
     this.lastPlayed = null; // entry most recently put on the track by cycling or arrival
     this.lastFrame = null;
     this.scrolling = false;
+    this.expiryTimer = null;
+    this.expiryAt = null; // server time the timer is set for
     this.frame = this.frame.bind(this);
+    this.expire = this.expire.bind(this);
   }
 
   /** Message ids are cursors, unique within a channel: the channel is part of the key. */
-  function key(message) {
+  function idKey(message) {
     return message.channel + "\n" + message.id;
+  }
+
+  /** Keys replace within a channel only. */
+  function keyOf(entry) {
+    return entry.key === null ? null : entry.channel + "\n" + entry.key;
+  }
+
+  function toEntry(m) {
+    return {
+      id: m.id,
+      channel: m.channel,
+      body: m.body,
+      ts: m.ts,
+      expires: typeof m.expires === "number" && isFinite(m.expires) ? m.expires : null,
+      alert: m.priority === "alert",
+      key: typeof m.key === "string" && m.key !== "" ? m.key : null,
+    };
   }
 
   Ticker.prototype.start = function () {
@@ -596,59 +690,187 @@
     window.requestAnimationFrame(this.frame);
   };
 
-  /** Add messages not yet known (by channel and id); fresh ones join the track's tail at once. */
+  /**
+   * Apply messages and tombstones in order: a tombstone takes its message
+   * away, a message not yet known (by channel and id) joins the model (an
+   * alert the banner's list), replacing the one with its key. Fresh ones join
+   * the track's tail at once; a keyed one whose predecessor is on the track
+   * takes its place there instead. An entry already expired by the server's
+   * clock is not shown at all.
+   */
   Ticker.prototype.add = function (messages, fresh) {
     var added = [];
+    var now = this.clock.now();
     for (var i = 0; i < messages.length; i++) {
       var m = messages[i];
-      if (this.byKey.has(key(m))) continue;
-      var entry = { id: m.id, channel: m.channel, body: m.body, ts: m.ts };
-      this.byKey.set(key(entry), entry);
-      this.insertSorted(entry);
+      if (typeof m.retract === "string") {
+        var target = this.byId.get(m.channel + "\n" + m.retract);
+        if (target !== undefined) this.drop(target);
+        continue;
+      }
+      if (typeof m.body !== "string" || this.byId.has(idKey(m))) continue;
+      var entry = toEntry(m);
+      if (entry.expires !== null && entry.expires <= now) continue;
+      var k = keyOf(entry);
+      var old = k === null ? undefined : this.byKey.get(k);
+      this.byId.set(idKey(entry), entry);
+      if (k !== null) this.byKey.set(k, entry);
+      if (entry.alert) {
+        if (old !== undefined) this.drop(old);
+        this.insertSorted(this.alerts, entry);
+        continue;
+      }
+      this.insertSorted(this.entries, entry);
+      if (old !== undefined && !old.alert && this.swapItem(old, entry)) {
+        this.drop(old);
+        continue;
+      }
+      if (old !== undefined) this.drop(old);
       added.push(entry);
     }
     this.trim();
     if (fresh) {
       for (var j = 0; j < added.length; j++) {
-        if (this.byKey.has(key(added[j]))) this.enqueue(added[j]); // not trimmed already
+        if (this.byId.get(idKey(added[j])) === added[j]) this.enqueue(added[j]); // not gone already
       }
     }
-    this.updateEmpty();
+    this.changed();
     return added.length;
   };
 
-  Ticker.prototype.insertSorted = function (entry) {
-    var i = this.entries.length;
-    while (i > 0 && this.entries[i - 1].ts > entry.ts) i--;
-    this.entries.splice(i, 0, entry);
+  Ticker.prototype.insertSorted = function (list, entry) {
+    var i = list.length;
+    while (i > 0 && list[i - 1].ts > entry.ts) i--;
+    list.splice(i, 0, entry);
   };
 
-  /** Keep at most `max` entries, dropping the oldest (and their items). */
+  /**
+   * Put `entry` in `old`'s place on the track: one DOM call swaps the
+   * elements, so no moment shows both. False if `old` is not on the track.
+   */
+  Ticker.prototype.swapItem = function (old, entry) {
+    for (var i = 0; i < this.items.length; i++) {
+      var item = this.items[i];
+      if (item.entry !== old) continue;
+      var el = this.render(entry);
+      el.style.marginLeft = item.el.style.marginLeft;
+      item.el.replaceWith(el);
+      item.el = el;
+      item.entry = entry;
+      var width = el.getBoundingClientRect().width + item.margin;
+      this.trackWidth += width - item.width;
+      item.width = width;
+      if (this.lastPlayed === old) this.lastPlayed = entry;
+      return true;
+    }
+    return false;
+  };
+
+  /** Take an entry (or an alert) out of the model, off the track, the headline and the banner. */
+  Ticker.prototype.drop = function (entry) {
+    if (this.byId.get(idKey(entry)) === entry) this.byId.delete(idKey(entry));
+    var k = keyOf(entry);
+    if (k !== null && this.byKey.get(k) === entry) this.byKey.delete(k);
+    var list = entry.alert ? this.alerts : this.entries;
+    var at = list.indexOf(entry);
+    if (at >= 0) list.splice(at, 1);
+    if (!entry.alert) {
+      this.removeItems(function (item) {
+        return item.entry === entry;
+      });
+    }
+  };
+
+  /** Keep at most `max` entries and `max` alerts, dropping the oldest (and their items). */
   Ticker.prototype.trim = function () {
-    var excess = this.entries.length - this.options.max;
-    if (excess <= 0) return;
-    var dropped = this.entries.splice(0, excess);
-    for (var i = 0; i < dropped.length; i++) this.byKey.delete(key(dropped[i]));
-    this.removeItems(function (item) {
-      return item.entry !== null && dropped.indexOf(item.entry) >= 0;
-    });
+    while (this.entries.length > this.options.max) this.drop(this.entries[0]);
+    while (this.alerts.length > this.options.max) this.drop(this.alerts[0]);
   };
 
   /** reset: forget everything of this channel, then show the server's backlog. */
   Ticker.prototype.reset = function (channel, messages) {
-    var kept = [];
-    for (var i = 0; i < this.entries.length; i++) {
-      var e = this.entries[i];
-      if (e.channel === channel) this.byKey.delete(key(e));
-      else kept.push(e);
-    }
-    this.entries = kept;
+    var gone = this.entries.concat(this.alerts).filter(function (e) {
+      return e.channel === channel;
+    });
+    for (var i = 0; i < gone.length; i++) this.drop(gone[i]);
     if (this.lastPlayed && this.lastPlayed.channel === channel) this.lastPlayed = null;
     this.removeItems(function (item) {
       return item.channel === channel;
     });
     this.add(messages, true);
+    this.changed();
+  };
+
+  /** Everything that follows the model: the headline, the banner, the expiry timer. */
+  Ticker.prototype.changed = function () {
     this.updateEmpty();
+    this.updateAlert();
+    this.armExpiry();
+  };
+
+  /** The timer fired (or the clock moved): drop what expired by the server's clock. */
+  Ticker.prototype.expire = function () {
+    this.expiryTimer = null;
+    this.expiryAt = null;
+    var now = this.clock.now();
+    var gone = this.entries.concat(this.alerts).filter(function (e) {
+      return e.expires !== null && e.expires <= now;
+    });
+    for (var i = 0; i < gone.length; i++) this.drop(gone[i]);
+    this.changed();
+  };
+
+  /**
+   * One timer, for the nearest expiry (by the server's clock), capped at an
+   * hour (then it looks again). Re-armed whenever the model or the clock
+   * offset changes; never a busy loop.
+   */
+  Ticker.prototype.armExpiry = function () {
+    var next = null;
+    var all = this.entries.concat(this.alerts);
+    for (var i = 0; i < all.length; i++) {
+      var e = all[i].expires;
+      if (e !== null && (next === null || e < next)) next = e;
+    }
+    if (next === this.expiryAt && this.expiryTimer !== null) return;
+    if (this.expiryTimer !== null) clearTimeout(this.expiryTimer);
+    this.expiryTimer = null;
+    this.expiryAt = next;
+    if (next === null) return;
+    var delay = Math.max(0, (next - this.clock.now()) * 1000) + EXPIRY_SLACK_MS;
+    this.expiryTimer = setTimeout(this.expire, Math.min(delay, MAX_TIMER_MS));
+  };
+
+  /** The clock offset moved: the timer was set by the old one. */
+  Ticker.prototype.clockChanged = function () {
+    if (this.expiryTimer !== null) clearTimeout(this.expiryTimer);
+    this.expiryTimer = null;
+    this.expire();
+  };
+
+  /** The banner shows the newest alert, or nothing. */
+  Ticker.prototype.updateAlert = function () {
+    var alert = this.currentAlert();
+    if (alert === this.shownAlert) return;
+    this.shownAlert = alert;
+    this.banner.hidden = alert === null;
+    if (alert === null) {
+      delete document.documentElement.dataset.alert;
+      return;
+    }
+    document.documentElement.dataset.alert = "on";
+    this.banner.dataset.id = alert.id;
+    this.banner.dataset.channel = alert.channel;
+    this.bannerChannel.textContent = alert.channel;
+    this.bannerChannel.hidden = !this.multiChannel;
+    var date = new Date(alert.ts * 1000);
+    this.bannerTime.dateTime = date.toISOString();
+    this.bannerTime.textContent = formatClock(date, false);
+    this.bannerBody.textContent = alert.body; // text only, as every body
+  };
+
+  Ticker.prototype.currentAlert = function () {
+    return this.alerts.length ? this.alerts[this.alerts.length - 1] : null;
   };
 
   /** missed: a discreet marker where messages were trimmed before we saw them. */
@@ -667,6 +889,7 @@
     el.className = "item msg";
     el.dataset.id = entry.id;
     el.dataset.channel = entry.channel;
+    if (entry.key !== null) el.dataset.key = entry.key;
     if (this.multiChannel) {
       var tag = document.createElement("span");
       tag.className = "tag";
@@ -891,15 +1114,17 @@
   /**
    * The status corner: live / connecting / reconnecting (attempt n) / offline
    * for N s / stopped, the transport when it is the long-poll, and the last
-   * message time.
+   * message time; the clock at the top shows the server's time (ServerClock),
+   * so a kiosk whose own clock is wrong still shows the right one.
    */
-  function Status(root, connection, ticker) {
+  function Status(root, connection, ticker, clock) {
     this.box = root.querySelector("#status");
     this.text = root.querySelector("#status-text");
     this.last = root.querySelector("#status-last");
     this.clock = root.querySelector("#clock");
     this.connection = connection;
     this.ticker = ticker;
+    this.serverClock = clock;
   }
 
   Status.prototype.render = function () {
@@ -931,7 +1156,7 @@
     var newest = this.ticker.newest();
     var last = newest ? "last message " + formatClock(new Date(newest.ts * 1000), true) : "no messages yet";
     if (this.last.textContent !== last) this.last.textContent = last;
-    var now = formatClock(new Date(), false);
+    var now = formatClock(new Date(this.serverClock.now() * 1000), false); // the server's time, not the kiosk's
     if (this.clock.textContent !== now) this.clock.textContent = now;
   };
 
@@ -942,7 +1167,11 @@
     var options = data.options;
     var channels = data.channels;
     var root = document;
-    var ticker = new Ticker(root, options, channels.length > 1);
+    var clock = new ServerClock(data.server_time);
+    var ticker = new Ticker(root, options, channels.length > 1, clock);
+    clock.onChange(function () {
+      ticker.clockChanged();
+    });
 
     var initial = [];
     channels.forEach(function (channel) {
@@ -980,8 +1209,8 @@
     // Resume from the stored stream cursor when there is one: the backlog already
     // on screen is deduplicated by id, so a reload neither repeats nor skips.
     forgetChannelCursors(channels);
-    var connection = new Connection(channels, data, options, sink);
-    status = new Status(root, connection, ticker);
+    var connection = new Connection(channels, data, options, sink, clock);
+    status = new Status(root, connection, ticker, clock);
 
     window.addEventListener("resize", function () {
       ticker.measure();
@@ -1011,10 +1240,15 @@
           var c = connection.counts[channel];
           counts[channel] = { resets: c.resets, gaps: c.gaps };
         });
+        function copy(e) {
+          return { id: e.id, channel: e.channel, body: e.body, ts: e.ts, expires: e.expires, alert: e.alert, key: e.key };
+        }
+        var shown = ticker.currentAlert();
         return {
-          entries: ticker.entries.map(function (e) {
-            return { id: e.id, channel: e.channel, body: e.body, ts: e.ts };
-          }),
+          entries: ticker.entries.map(copy),
+          alerts: ticker.alerts.map(copy),
+          alert: shown === null ? null : copy(shown),
+          clock: { offsetMs: clock.offsetMs, readings: clock.readings, now: clock.now(), expiryAt: ticker.expiryAt },
           track: ticker.items.length,
           connection: {
             transport: connection.transport,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
 from tornado.testing import gen_test
@@ -114,6 +115,57 @@ class PageCase(AppCase):
         # The stream from that cursor has nothing new: the backlog on screen is all there is.
         poll = await self.request("GET", "/poll?channel=a,empty&timeout=0&cursor=" + data["cursor"])
         assert json.loads(poll.body)["messages"] == []
+
+
+def page_data(html: str) -> dict[str, object]:
+    block = re.search(
+        r'<script type="application/json" id="ticker-data">(.*?)</script>', html, re.S
+    )
+    assert block is not None
+    return json.loads(block.group(1))  # type: ignore[no-any-return]
+
+
+class IssueFourteenPageCase(AppCase):
+    @gen_test
+    async def test_page_carries_the_servers_clock_at_render(self) -> None:
+        before = time.time()
+        response = await self.request("GET", "/?channel=lobby")
+        after = time.time()
+        server_time = page_data(response.body.decode())["server_time"]
+        assert isinstance(server_time, float)
+        assert before - 0.001 <= server_time <= after + 0.001
+
+    @gen_test
+    async def test_first_paint_shows_the_alert_and_neither_tombstones_nor_retracted(self) -> None:
+        json_type = {"headers": {"Content-Type": "application/json"}}
+        alert = await self.publish(
+            "lobby", json.dumps({"body": "Leave by the east exit", "priority": "alert"}),
+            **json_type,
+        )
+        gone = await self.publish("lobby", "typo")
+        response = await self.request("DELETE", f"/channels/lobby/messages/{gone['id']}")
+        assert response.code == 200
+        await self.publish("lobby", json.dumps({"body": "Gate 2: delayed", "key": "gate-2"}),
+                           **json_type)
+        boarding = await self.publish(
+            "lobby", json.dumps({"body": "Gate 2: boarding", "key": "gate-2", "expires_in": 600}),
+            **json_type,
+        )
+        for i in range(3):
+            await self.publish("lobby", f"news {i}")
+        response = await self.request("GET", "/?channel=lobby&max=2")
+        messages = page_data(response.body.decode())["backlog"]["lobby"]["messages"]  # type: ignore[index]
+        ids = [m["id"] for m in messages]
+        assert alert["id"] in ids  # older than the newest two, still on the first paint
+        assert gone["id"] not in ids and boarding["id"] not in ids  # max=2: the two newest
+        assert all("retract" not in m for m in messages)
+        response = await self.request("GET", "/?channel=lobby&max=50")
+        messages = page_data(response.body.decode())["backlog"]["lobby"]["messages"]  # type: ignore[index]
+        assert [m["body"] for m in messages] == [
+            "Leave by the east exit", "Gate 2: boarding", "news 0", "news 1", "news 2",
+        ]
+        assert messages[0]["priority"] == "alert" and messages[1]["key"] == "gate-2"
+        assert messages[1]["expires"] == boarding["expires"]
 
 
 class HeartbeatPageCase(AppCase):

@@ -11,6 +11,7 @@ other error.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -205,11 +206,12 @@ class TickerPageHandler(_PageHandler):
     """``GET /``: the kiosk ticker, painted with each channel's backlog and cursor.
 
     The page data carries the stream cursor that goes with the backlog
-    (``cursor``) and what the page needs to judge its stream (``stream``: the
+    (``cursor``), what the page needs to judge its stream (``stream``: the
     server's heartbeat, the streams' maximum age and the heartbeat event, if
-    any). ``token`` and ``display`` are passed on to the page's stream and
-    polls; ``token`` is also checked here for private channels
-    (``--subscribe-secret``).
+    any) and the server's clock at render (``server_time``, Unix seconds): the
+    page judges ``expires`` by the server's clock, never the kiosk's own.
+    ``token`` and ``display`` are passed on to the page's stream and polls;
+    ``token`` is also checked here for private channels (``--subscribe-secret``).
     """
 
     async def get(self) -> None:
@@ -248,6 +250,7 @@ class TickerPageHandler(_PageHandler):
                 "heartbeat_event": SSE_HEARTBEAT_EVENT,
             },
             "options": options.for_client(),
+            "server_time": round(time.time(), 3),
         }
         self.page(
             "ticker.html",

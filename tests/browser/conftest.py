@@ -139,6 +139,21 @@ class LiveServer:
         assert status == 201, (status, message)
         return message
 
+    def publish_json(self, channel: str, body: str, **fields: Any) -> dict[str, Any]:
+        """Publish with JSON fields (``expires_in``, ``expires_at``, ``priority``, ``key``)."""
+        status, message = self.request(
+            "POST", f"/channels/{channel}/messages", json.dumps({"body": body, **fields}).encode(),
+            {"Content-Type": "application/json"},
+        )
+        assert status == 201, (status, message)
+        return message
+
+    def retract(self, channel: str, message_id: str) -> dict[str, Any]:
+        """``DELETE`` a message; returns the tombstone."""
+        status, tombstone = self.request("DELETE", f"/channels/{channel}/messages/{message_id}")
+        assert status == 200, (status, tombstone)
+        return tombstone
+
 
 @pytest.fixture
 def serve() -> Iterator[Callable[..., LiveServer]]:
