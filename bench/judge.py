@@ -215,7 +215,7 @@ def _all_clean(rows: _Rows) -> Verdict:
 
 
 def _ids(rows: _Rows) -> Verdict:
-    text = f"streams: {LP} events without a non-empty id:"
+    text = f"streams: {LP} events (heartbeats aside) without a non-empty id:"
     mine = [rows.get(LP, role) for role in ("sse-fanout", "sse-hold", "sse-16ch")]
     counted = [r for r in mine if r is not None and r.events_without_id is not None]
     if not counted:

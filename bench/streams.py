@@ -36,6 +36,9 @@ from .targets import Target
 
 __all__ = ["StreamSink", "channels_for", "run_stream"]
 
+#: tornado_lp's heartbeat event (docs/PROTOCOL.md): the server's clock, no position, no id.
+HEARTBEAT_EVENT = "heartbeat"
+
 
 def channels_for(base: str, count: int) -> list[str]:
     """The channel names of a scenario run: ``base`` alone, or ``base-c0`` ... ``base-c{n-1}``."""
@@ -55,7 +58,10 @@ class StreamSink:
     def __call__(self, stream: SSEStream, events: list[SSEEvent], received_ns: int) -> None:
         bodies: list[str] = []
         for event in events:
-            if not event.id and self.target.stream_ids_required:
+            # A heartbeat event carries the server's clock, not a position: the
+            # protocol gives it no id (docs/PROTOCOL.md); every other event has one.
+            if (not event.id and self.target.stream_ids_required
+                    and event.type != HEARTBEAT_EVENT):
                 self.without_id += 1
             try:
                 body = self.target.stream_body(event)

@@ -223,7 +223,7 @@ class Target(ABC):
         body = json.loads(event.data)["body"]
         return str(body)
 
-    #: True when every event must carry a non-empty ``id:`` (tornado_lp's protocol).
+    #: True when every event but a heartbeat must carry a non-empty ``id:`` (tornado_lp's protocol).
     stream_ids_required: bool = False
 
     def subscriber(self, conn: Connection, channel: str, hold_s: float) -> Subscriber:

@@ -349,13 +349,14 @@ def test_stream_sink_counts_what_is_not_a_message() -> None:
             SSEEvent("reset", '{"channel": "a"}', "c1"),
             SSEEvent("message", json.dumps({"body": f"2:{now}"}), None),
             SSEEvent("message", "not json", "c3"),
+            SSEEvent("heartbeat", '{"server_time": 1.0}', None),
         ], now + 5)  # fmt: skip
         return tracker, sink
 
     tracker, sink = asyncio.run(run())
     assert (tracker.delivered, tracker.answers) == (2, 1)
-    assert sink.other == {"reset": 1}
-    assert (sink.without_id, sink.unreadable) == (1, 1)
+    assert sink.other == {"reset": 1, "heartbeat": 1}
+    assert (sink.without_id, sink.unreadable) == (1, 1)  # the heartbeat needs no id
 
 
 # -- the targets of issues 11 and 12 ------------------------------------------------
