@@ -17,7 +17,8 @@ from typing import Any
 
 from . import judge, report
 from .client import loop_factory, raise_nofile_limit
-from .scenarios import Result, Spec, run_scenario
+from .records import Result, Spec
+from .scenarios import run_scenario
 from .targets import ACCESS_LOG_OFF, Target, TargetUnavailable, all_targets
 
 FULL: list[Spec] = [

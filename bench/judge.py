@@ -19,7 +19,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
-from .scenarios import Result
+from .records import Result
 from .targets import ACCESS_LOG_OFF
 
 __all__ = [

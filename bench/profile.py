@@ -24,7 +24,8 @@ from pathlib import Path
 
 from .__main__ import FULL, QUICK
 from .client import loop_factory, raise_nofile_limit
-from .scenarios import Result, run_scenario
+from .records import Result
+from .scenarios import run_scenario
 from .targets import Floor, Target, TornadoLP
 
 __all__ = ["main", "summarize"]

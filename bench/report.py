@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from .scenarios import Result
+from .records import Result
 
 __all__ = ["Check", "checks", "combine", "markdown_checks", "markdown_table", "plot", "write_jsonl"]
 

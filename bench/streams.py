@@ -20,17 +20,9 @@ import time
 from collections import Counter
 
 from .client import Connection
+from .measure import SETTLE_S, Publishers, Tracker, drain_s, finish_latency, finish_publish
 from .procstat import client_cpu_seconds
-from .scenarios import (
-    SETTLE_S,
-    Publishers,
-    Result,
-    Spec,
-    Tracker,
-    drain_s,
-    finish_latency,
-    finish_publish,
-)
+from .records import Result, Spec
 from .sse import SSEEvent, SSEStream, StreamRefused, open_streams
 from .targets import Target
 

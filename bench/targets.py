@@ -40,7 +40,7 @@ from .procstat import ProcessTree
 from .sse import SSEEvent
 
 if TYPE_CHECKING:
-    from .scenarios import Spec
+    from .records import Spec
 
 __all__ = [
     "ACCESS_LOG_OFF",

@@ -26,8 +26,9 @@ from bench.judge import (
     verdicts,
     write_verdicts,
 )
+from bench.measure import Tracker, percentile
+from bench.records import Result, Spec
 from bench.report import checks, combine, markdown_table
-from bench.scenarios import Result, Spec, Tracker, percentile
 from bench.sse import Dechunker, SSEEvent, SSEParser, SSEStream, StreamRefused
 from bench.streams import StreamSink, channels_for
 from bench.targets import ACCESS_LOG_OFF, Nchan, TornadoLP, all_targets, parse_seed_answer

@@ -26,17 +26,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar, Protocol
 
 from .answers import Answer, PollResult
 from .deadlines import Deadline
 from .protocol import Cursor, parse_stream_cursor
 from .storage import StorageUnavailable
 
-if TYPE_CHECKING:
-    from .hub import Hub
-
-__all__ = ["Position", "Subscriber", "positions_from"]
+__all__ = ["Feeder", "Position", "Subscriber", "positions_from"]
 
 log = logging.getLogger("tornado_lp.hub")
 
@@ -95,6 +92,25 @@ def position_from_cursor(channel: str, cursor: Cursor | None) -> Position:
     return Position(channel, cursor.epoch, cursor.seq)
 
 
+class Feeder(Protocol):
+    """What a reader asks of the hub that feeds it (:class:`tornado_lp.hub.Hub`).
+
+    Named here so that this module needs nothing from the hub's.
+    """
+
+    def answer(
+        self, reader: Subscriber, parts: tuple[PollResult, ...],
+        before: dict[str, int | None] | None = None,
+    ) -> Answer:
+        """The answer ``reader`` gets for ``parts``, shared with like readers this turn."""
+
+    def unsubscribe(self, reader: Subscriber) -> None:
+        """Forget ``reader`` at once; idempotent."""
+
+    def reread(self, reader: Subscriber, channel: str) -> None:
+        """Read ``channel`` again for ``reader`` at once."""
+
+
 class Subscriber:
     """A reader of one or more channels; transports subclass it (see the module docstring).
 
@@ -119,7 +135,7 @@ class Subscriber:
         self.positions = positions
         self.limit = limit
         self.timeout = timeout
-        self.hub: Hub | None = None
+        self.hub: Feeder | None = None
         self.done = False
         self.held = False
         self._awaiting = len(positions)
