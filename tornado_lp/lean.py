@@ -40,11 +40,13 @@ class LeanRequest:
 
     Tornado's request object parses the body arguments, the host and copies the
     query arguments; a GET that a lean exchange answers needs none of that.
-    ``query_arguments`` is parsed on first use, as Tornado would.
+    ``query_arguments`` is parsed on each use (each exchange reads it once, at
+    its start), so a held request or an open stream does not keep the parsed
+    arguments: memory per held reader is what a fleet pays for.
     """
 
-    __slots__ = ("_arguments", "_start_time", "connection", "headers", "method", "path",
-                 "query", "remote_ip", "uri", "version")
+    __slots__ = ("_start_time", "connection", "headers", "method", "path",
+                 "query", "remote_ip", "version")
 
     def __init__(
         self,
@@ -52,20 +54,21 @@ class LeanRequest:
         headers: httputil.HTTPHeaders,
         connection: httputil.HTTPConnection,
     ) -> None:
-        self.method, self.uri, self.version = start_line
-        self.path, _, self.query = self.uri.partition("?")
+        self.method, uri, self.version = start_line
+        self.path, _, self.query = uri.partition("?")
         self.headers = headers
         self.connection = connection
         self.remote_ip: str | None = getattr(getattr(connection, "context", None),
                                              "remote_ip", None)
         self._start_time = time.time()
-        self._arguments: dict[str, list[bytes]] | None = None
 
     @property
     def query_arguments(self) -> dict[str, list[bytes]]:
-        if self._arguments is None:
-            self._arguments = parse_qs_bytes(self.query, keep_blank_values=True)
-        return self._arguments
+        return parse_qs_bytes(self.query, keep_blank_values=True)
+
+    @property
+    def uri(self) -> str:
+        return f"{self.path}?{self.query}" if self.query else self.path
 
     def request_time(self) -> float:
         return time.time() - self._start_time

@@ -139,14 +139,16 @@ class Subscriber:
         self.done = False
         self.held = False
         self._awaiting = len(positions)
-        self._news: list[PollResult] = []
-        self._before: list[tuple[str, int | None]] = []
+        # What the next answer tells, and where each of its channels stood
+        # before it; None while there is nothing (a held reader keeps no lists).
+        self._news: list[PollResult] | None = None
+        self._before: list[tuple[str, int | None]] | None = None
         self._flushing = False
         self._expired = False
         self._deadline: Deadline | None = None
         # Channels cut at ``limit`` whose next page waits until the answer with
         # this page is out: each answer has at most ``limit`` per channel.
-        self._again: list[str] = []
+        self._again: list[str] | None = None
 
     # -- what transports implement ------------------------------------------
 
@@ -193,9 +195,13 @@ class Subscriber:
             if position.reset:
                 part = part.with_reset()
                 position.reset = False
-            self._before.append((position.channel, position.seq) if position.seq is not None
-                                and position.epoch == part.epoch else (position.channel, None))
-            self._news.append(part)
+            stood = ((position.channel, position.seq) if position.seq is not None
+                     and position.epoch == part.epoch else (position.channel, None))
+            if self._news is None or self._before is None:
+                self._news, self._before = [part], [stood]
+            else:
+                self._news.append(part)
+                self._before.append(stood)
         position.epoch, position.seq = part.epoch, part.seq
         if not self.held:
             if position.unread:
@@ -203,7 +209,7 @@ class Subscriber:
                 self._awaiting -= 1
             if self._awaiting:
                 if part.more and not self.once:
-                    self._again.append(position.channel)
+                    self._read_again(position.channel)
                 return False
             self.held = True
             if not self._news:
@@ -222,9 +228,15 @@ class Subscriber:
                     self._flushing = True
                     asyncio.get_running_loop().call_soon(self._flush_soon)
                 if part.more and not self.once:
-                    self._again.append(position.channel)
+                    self._read_again(position.channel)
                 return False
         return part.more and not self.once and not self.done
+
+    def _read_again(self, channel: str) -> None:
+        if self._again is None:
+            self._again = [channel]
+        else:
+            self._again.append(channel)
 
     def _failed(self, error: StorageUnavailable) -> None:
         """A read for this reader failed: fatal on the first reads, else wait for the next wake."""
@@ -260,17 +272,17 @@ class Subscriber:
 
     def _flush(self) -> None:
         self._flushing = False
-        if self.done or not self._news:
-            return
         parts, before = self._news, self._before
-        self._news, self._before = [], []
+        if self.done or not parts or before is None:
+            return
+        self._news = self._before = None
         assert self.hub is not None
         answer = self.hub.answer(self, _merged(parts), dict(before))
         if self.once:
             self.hub.unsubscribe(self)
         self.deliver(answer)
-        again, self._again = self._again, []
-        if not self.done:
+        again, self._again = self._again, None
+        if again and not self.done:
             for channel in again:
                 self.hub.reread(self, channel)
 
