@@ -23,6 +23,7 @@ from typing import Any
 from tornado import httputil
 from tornado.escape import json_encode, parse_qs_bytes
 from tornado.http1connection import HTTP1Connection
+from tornado.iostream import IOStream
 from tornado.routing import Router
 from tornado.web import Application, RequestHandler
 
@@ -31,7 +32,10 @@ from .base import CORS_EXPOSED, JSON_TYPE, Context
 from .logs import log_access
 from .subscription import Position, Subscriber
 
-__all__ = ["LeanExchange", "LeanRequest", "LeanResponder", "LeanRouter", "http_date", "printable"]
+__all__ = [
+    "LeanExchange", "LeanRequest", "LeanResponder", "LeanRouter", "http_date", "printable",
+    "send_now",
+]
 
 
 
@@ -133,6 +137,23 @@ def http_date(now: float) -> str:
     if second != _Date.second:
         _Date.second, _Date.text = second, email.utils.formatdate(second, usegmt=True)
     return _Date.text
+
+
+def send_now(stream: IOStream, data: bytes) -> int:
+    """Hand ``data`` to the socket at once if nothing is queued before it; bytes taken.
+
+    For an answer or an event of a few hundred bytes that is the whole of it,
+    and it skips the stream's write machinery (a future, a buffer, a handler
+    round). The caller writes whatever was not taken through the stream, which
+    keeps the order and handles a full socket or a broken peer.
+    """
+    if stream.writing() or stream.closed():
+        return 0
+    try:
+        sent: int = stream.socket.send(data)
+    except OSError:
+        return 0  # would block, or a broken peer: the stream's writer handles it
+    return sent
 
 
 class LeanResponder(httputil.HTTPMessageDelegate):
@@ -247,16 +268,7 @@ class LeanResponder(httputil.HTTPMessageDelegate):
         assert connection is not None
         self.watch_close(False)
         stream = getattr(connection, "stream", None)
-        sent = 0
-        if stream is not None and not stream.writing() and not stream.closed():
-            # Nothing queued before it: hand the bytes to the socket at once,
-            # which for an answer of a few hundred bytes is the whole of it,
-            # and skip the stream's write machinery (a future, a buffer, a
-            # handler round); whatever the socket does not take goes through it.
-            try:
-                sent = stream.socket.send(data)
-            except OSError:
-                sent = 0  # would block, or a broken peer: the stream's writer handles it
+        sent = send_now(stream, data) if stream is not None else 0
         if sent < len(data):
             # A pre-encoded response: Tornado's documented shortcut.
             connection.write(data if not sent else data[sent:])

@@ -28,7 +28,7 @@ from tornado.iostream import StreamBufferFullError, StreamClosedError
 
 from .answers import Answer
 from .hub import Overloaded
-from .lean import AnyRequest, LeanExchange, LeanRouter
+from .lean import AnyRequest, LeanExchange, LeanRouter, send_now
 from .readrequest import ReadRefused, ReadRequest, parse_read_request
 from .storage import StorageUnavailable
 
@@ -199,8 +199,11 @@ class EventStream(LeanExchange):
         stream = getattr(self.request.connection, "stream", None)
         if stream is None or not self.started:
             return
+        sent = send_now(stream, data)
+        if sent == len(data):
+            return
         try:
-            stream.write(data)
+            stream.write(data[sent:] if sent else data)
         except (StreamBufferFullError, StreamClosedError):
             # A client that stopped reading: cut it off; it resumes from its last id.
             stream.close()
