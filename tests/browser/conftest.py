@@ -335,6 +335,14 @@ class ReaderLog:
         return [urlsplit(url).path for url in self.started]
 
 
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10) -> None:
+    """Wait until ``condition()`` holds; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
 def established(port: int) -> int:
     """TCP connections to ``port`` established right now, counted at the server's end.
 

@@ -30,16 +30,10 @@ from .conftest import (
     established,
     wait_entry,
     wait_status,
+    wait_until,
 )
 
 SIXTEEN = [f"c{i}" for i in range(16)]
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
 
 
 def test_sixteen_channels_on_one_idle_connection_and_the_sixteenth_within_a_second(

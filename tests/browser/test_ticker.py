@@ -23,6 +23,7 @@ from .conftest import (
     track_bodies,
     wait_entry,
     wait_status,
+    wait_until,
 )
 
 XSS = "<img src=x onerror=alert(1)>"
@@ -270,6 +271,9 @@ def test_start_is_idempotent_and_stop_ends_the_held_read(
     page.goto(server.url + f"?channel=sm&transport={transport}")
     wait_status(page, "live")
     wait_waiters(server, "sm", 1)
+    # The server counts a timeout=0 first poll while it reads, and Playwright
+    # reports requests after the fact: wait until the log shows the held read.
+    wait_until(lambda: bool(reads.started) and held_read(reads.started[-1]), "the held read")
     started = len(reads.started)
     page.evaluate("() => { tornadoTicker.start(); tornadoTicker.start(); }")
     assert len(reads.started) == started  # no second loop
@@ -283,13 +287,18 @@ def test_start_is_idempotent_and_stop_ends_the_held_read(
     page.evaluate("() => { tornadoTicker.start(); tornadoTicker.start(); }")
     wait_status(page, "live")
     wait_waiters(server, "sm", 1)  # one loop holds one reader, not two
-    assert len(reads.started) > started
+    wait_until(lambda: len(reads.started) > started, "a read after the restart")
     server.publish("sm", "after restart of the loop")
     wait_entry(page, "after restart of the loop")
     wait_waiters(server, "sm", 1)
     assert bodies(page).count("after restart of the loop") == 1
     assert reads.most_open == 1
     watch.assert_clean()
+
+
+def held_read(url: str) -> bool:
+    """True for a stream or a poll that may be held (not a ``timeout=0`` probe)."""
+    return urlsplit(url).path == "/events" or parse_qs(urlsplit(url).query).get("timeout") != ["0"]
 
 
 def wait_waiters(server: LiveServer, channel: str, count: int, timeout: float = 10) -> None:
