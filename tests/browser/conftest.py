@@ -309,10 +309,13 @@ class ReaderLog:
 
     ``started`` lists each one's URL in order; ``open`` the ones not finished
     yet; ``most_open`` the most that were open at once. Listens to
-    Playwright's request events, so it never delays a request.
+    Playwright's request events, so it never delays a request. Playwright's
+    sync API delivers those events only while a call into it waits, so wait
+    on this log with :meth:`wait_until`, never with a plain sleep.
     """
 
     def __init__(self, page: Any) -> None:
+        self.page = page
         self.started: list[str] = []
         self.open: list[Any] = []
         self.most_open = 0
@@ -333,6 +336,13 @@ class ReaderLog:
 
     def paths(self) -> list[str]:
         return [urlsplit(url).path for url in self.started]
+
+    def wait_until(self, condition: Callable[[], bool], what: str, timeout: float = 10) -> None:
+        """Like :func:`wait_until`, but let Playwright deliver request events meanwhile."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, what
+            self.page.wait_for_timeout(50)
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10) -> None:

@@ -81,7 +81,9 @@ def test_transport_poll_forces_the_multiplexed_long_poll(
     reads = ReaderLog(page)
     page.goto(server.url + "?channel=" + ",".join(SIXTEEN) + "&transport=poll")
     wait_status(page, "live")
-    wait_until(lambda: len(reads.open) == 1 and "timeout=0" not in reads.started[-1], "held poll")
+    reads.wait_until(
+        lambda: len(reads.open) == 1 and "timeout=0" not in reads.started[-1], "held poll"
+    )
     server.publish("c15", "polled")
     wait_entry(page, "polled", timeout=1000)
     server.publish("c3", "polled again")
@@ -278,7 +280,7 @@ def test_behind_a_buffering_proxy_the_page_falls_back_to_long_poll(
     # stream's end asynchronously, sometimes after the poll's start.
     order = page.evaluate("window.__readerOrder")
     assert order[:3] == ["open /events", "close /events", "fetch /poll"], order
-    wait_until(lambda: len(reads.open) == 1, "only the held poll open")
+    reads.wait_until(lambda: len(reads.open) == 1, "only the held poll open")
     watch.assert_clean()
 
 

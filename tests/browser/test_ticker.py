@@ -23,7 +23,6 @@ from .conftest import (
     track_bodies,
     wait_entry,
     wait_status,
-    wait_until,
 )
 
 XSS = "<img src=x onerror=alert(1)>"
@@ -273,7 +272,7 @@ def test_start_is_idempotent_and_stop_ends_the_held_read(
     wait_waiters(server, "sm", 1)
     # The server counts a timeout=0 first poll while it reads, and Playwright
     # reports requests after the fact: wait until the log shows the held read.
-    wait_until(lambda: bool(reads.started) and held_read(reads.started[-1]), "the held read")
+    reads.wait_until(lambda: bool(reads.started) and held_read(reads.started[-1]), "the held read")
     started = len(reads.started)
     page.evaluate("() => { tornadoTicker.start(); tornadoTicker.start(); }")
     assert len(reads.started) == started  # no second loop
@@ -287,7 +286,7 @@ def test_start_is_idempotent_and_stop_ends_the_held_read(
     page.evaluate("() => { tornadoTicker.start(); tornadoTicker.start(); }")
     wait_status(page, "live")
     wait_waiters(server, "sm", 1)  # one loop holds one reader, not two
-    wait_until(lambda: len(reads.started) > started, "a read after the restart")
+    reads.wait_until(lambda: len(reads.started) > started, "a read after the restart")
     server.publish("sm", "after restart of the loop")
     wait_entry(page, "after restart of the loop")
     wait_waiters(server, "sm", 1)
