@@ -123,6 +123,7 @@ class Hub:
         self._channels: dict[str, _Channel] = {}
         self._deadlines = Deadlines()
         self._answers: dict[tuple[object, ...], Answer] = {}
+        self._to_flush: list[Subscriber] = []
         #: channel -> (end of its window, its window), while it has no state
         self._busy: dict[str, tuple[float, float]] = {}
         self._opened = False
@@ -326,19 +327,46 @@ class Hub:
         self,
         reader: Subscriber,
         parts: tuple[PollResult, ...],
-        before: dict[str, int | None] | None = None,
+        before: list[tuple[str, int | None]] | None = None,
     ) -> Answer:
         """The :class:`Answer` for ``reader`` now, shared with every reader that has the
-        same positions and parts in this turn of the event loop."""
-        positions = tuple((p.channel, p.epoch, p.seq, p.reset) for p in reader.positions)
-        key = (positions, *map(id, parts))
+        same positions and parts in this turn of the event loop.
+
+        A reader whose positions are still those its last answer left is named
+        by that answer (readers that shared it and get the same parts end at
+        the same positions), so a reader of 16 channels is not keyed by all 16;
+        the parts and that answer are kept alive by the memo, so no identity
+        is reused while it stands.
+        """
+        shared = reader._shared
+        key: tuple[object, ...]
+        if shared is not None:
+            key = (shared, *parts)
+        else:
+            key = (tuple((p.channel, p.epoch, p.seq, p.reset) for p in reader.positions),
+                   *parts)
         memo = self._answers
         answer = memo.get(key)
         if answer is None:
             if not memo:
                 asyncio.get_running_loop().call_soon(memo.clear)
-            answer = memo[key] = Answer(parts, positions, before or {}, self.storage.epoch)
+            positions = tuple((p.channel, p.epoch, p.seq, p.reset) for p in reader.positions)
+            answer = memo[key] = Answer(parts, positions, dict(before) if before else {},
+                                        self.storage.epoch)
         return answer
+
+    def flush_soon(self, reader: Subscriber) -> None:
+        """Flush ``reader`` once the rounds of this turn are done (one callback for all
+        the readers of several channels that news reached in this turn)."""
+        pending = self._to_flush
+        if not pending:
+            asyncio.get_running_loop().call_soon(self._flush_pending)
+        pending.append(reader)
+
+    def _flush_pending(self) -> None:
+        pending, self._to_flush = self._to_flush, []
+        for reader in pending:
+            reader._flush_soon()
 
     def _run(self, state: _Channel) -> None:
         """Make sure ``state``'s pump runs (or will run another round)."""

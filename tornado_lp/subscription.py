@@ -24,7 +24,6 @@ while an answer was cut at ``limit``. :meth:`Hub.unsubscribe
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import ClassVar, Protocol
 
@@ -100,7 +99,7 @@ class Feeder(Protocol):
 
     def answer(
         self, reader: Subscriber, parts: tuple[PollResult, ...],
-        before: dict[str, int | None] | None = None,
+        before: list[tuple[str, int | None]] | None = None,
     ) -> Answer:
         """The answer ``reader`` gets for ``parts``, shared with like readers this turn."""
 
@@ -109,6 +108,9 @@ class Feeder(Protocol):
 
     def reread(self, reader: Subscriber, channel: str) -> None:
         """Read ``channel`` again for ``reader`` at once."""
+
+    def flush_soon(self, reader: Subscriber) -> None:
+        """Call ``reader._flush_soon()`` once later in this turn of the event loop."""
 
 
 class Subscriber:
@@ -127,8 +129,8 @@ class Subscriber:
     holds_empty_reset: ClassVar[bool] = False
 
     __slots__ = (
-        "_again", "_awaiting", "_before", "_deadline", "_expired", "_flushing", "_news", "done",
-        "held", "hub", "limit", "positions", "timeout",
+        "_again", "_awaiting", "_before", "_deadline", "_expired", "_flushing", "_news",
+        "_shared", "done", "held", "hub", "limit", "positions", "timeout",
     )
 
     def __init__(self, positions: list[Position], limit: int, timeout: float | None) -> None:
@@ -149,6 +151,10 @@ class Subscriber:
         # Channels cut at ``limit`` whose next page waits until the answer with
         # this page is out: each answer has at most ``limit`` per channel.
         self._again: list[str] | None = None
+        #: The last answer delivered, while the positions are still those it
+        #: left (None once a position moved without an answer): the next
+        #: answer is then named by it and its parts, not by every position.
+        self._shared: Answer | None = None
 
     # -- what transports implement ------------------------------------------
 
@@ -191,6 +197,7 @@ class Subscriber:
         news = part.news
         if part.reset and self.holds_empty_reset and not part.messages and not part.missed:
             position.reset, news = True, False
+            self._shared = None
         if news:
             if position.reset:
                 part = part.with_reset()
@@ -202,6 +209,8 @@ class Subscriber:
             else:
                 self._news.append(part)
                 self._before.append(stood)
+        elif position.seq != part.seq or position.epoch != part.epoch:
+            self._shared = None  # moved past entries it may not see, with no answer
         position.epoch, position.seq = part.epoch, part.seq
         if not self.held:
             if position.unread:
@@ -226,7 +235,8 @@ class Subscriber:
             else:
                 if not self._flushing:
                     self._flushing = True
-                    asyncio.get_running_loop().call_soon(self._flush_soon)
+                    assert self.hub is not None
+                    self.hub.flush_soon(self)
                 if part.more and not self.once:
                     self._read_again(position.channel)
                 return False
@@ -277,7 +287,8 @@ class Subscriber:
             return
         self._news = self._before = None
         assert self.hub is not None
-        answer = self.hub.answer(self, _merged(parts), dict(before))
+        answer = self.hub.answer(self, _merged(parts), before)
+        self._shared = answer
         if self.once:
             self.hub.unsubscribe(self)
         self.deliver(answer)
